@@ -41,8 +41,9 @@ fi
 site_local=$(.venv/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
 echo "$site_deps" > "$site_local/_gnnrec_deps.pth"
 if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
-    .venv/bin/python -m pip install -q --no-deps --no-build-isolation -e . 2>/dev/null \
-        || .venv/bin/python -m pip install -q --no-deps -e .
+    # compat mode = a .pth entry for the checkout, so packages added later import without reinstalling
+    .venv/bin/python -m pip install -q --no-deps --no-build-isolation --config-settings editable_mode=compat -e . 2>/dev/null \
+        || .venv/bin/python -m pip install -q --no-deps --config-settings editable_mode=compat -e .
     touch .venv/.installed
 fi
 echo "gnnrec: .venv ready (deps from $deps)" >&2

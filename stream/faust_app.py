@@ -1,0 +1,31 @@
+"""The faust application every gnnrec worker runs inside.
+
+Settings follow what was measured on the embedded Tansu broker (../shared/DEPENDENCIES.md):
+a 6 s group session timeout (Tansu holds a JoinGroup for half of it), no exactly-once
+processing (no transactions), and no table changelogs — our state lives in the graph store,
+whose WriteBatch carries the consumed offsets.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+
+import faust
+
+
+def make_faust_app(app_id: str, bootstrap: str, datadir: Path, *, partitions: int = 4) -> faust.App:
+    """A faust App configured for gnnrec workers (broker, data dir, short session timeouts)."""
+    datadir.mkdir(parents=True, exist_ok=True)
+    return faust.App(
+        app_id,
+        broker=f"kafka://{bootstrap}",
+        datadir=str(datadir),
+        # faust's own aiohttp web server is off; each worker serves Prometheus /metrics instead.
+        web_enabled=False,
+        broker_session_timeout=6,
+        broker_heartbeat_interval=2,
+        topic_partitions=partitions,
+        topic_replication_factor=1,
+        producer_linger_ms=5,
+        processing_guarantee="at_least_once",
+        autodiscover=False,
+    )

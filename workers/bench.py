@@ -1,0 +1,143 @@
+"""`gnnrec bench ingest --json`: our ingest path against its limit and against naive faust.
+
+All three consumers read the same pre-filled topic on one embedded Tansu broker, in one run:
+
+* ``raw_consume_eps`` — a bare aiokafka ``getmany`` loop that only counts records (the limit);
+* ``ingest_eps`` — :class:`workers.ingest.IngestLoop`: decode, validate, apply to the RocksDB
+  store and commit data + offsets in one WriteBatch per batch (the production hot path);
+* ``naive_faust_eps`` — a faust agent applying one event per iteration, one commit per event.
+
+Each rate is timed from the first record received to the last, so group-join time is out.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks that print JSON")
+    bsub = p.add_subparsers(dest="bench", required=True)
+    b = bsub.add_parser("ingest", help="ingest throughput vs raw aiokafka vs naive faust")
+    b.add_argument("--events", type=int, default=int(os.environ.get("GNNREC_BENCH_EVENTS", 200_000)))
+    b.add_argument("--naive-events", type=int, default=int(os.environ.get("GNNREC_BENCH_NAIVE_EVENTS", 20_000)),
+                   help="events the (slow) naive faust agent processes")
+    b.add_argument("--partitions", type=int, default=4)
+    b.add_argument("--batch-max", type=int, default=5000)
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(handler=run_ingest)
+
+
+async def fill_topic(bootstrap: str, topic: str, n: int, seed: int = 7) -> None:
+    from stream.events import Interaction, encode
+    from stream.simulator import Simulator, SimulatorSettings
+    producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=10, max_batch_size=256 * 1024)
+    await producer.start()
+    sent, pending = 0, []
+    try:
+        for ev in Simulator(SimulatorSettings(seed=seed)).events(start_ms=1_700_000_000_000, n=4 * n, step_ms=10):
+            if not isinstance(ev, Interaction):
+                continue
+            pending.append(await producer.send(topic, encode(ev), key=ev.user_id.encode()))
+            sent += 1
+            if len(pending) >= 20_000:
+                await asyncio.gather(*pending)
+                pending.clear()
+            if sent >= n:
+                break
+        await asyncio.gather(*pending)
+    finally:
+        await producer.stop()
+
+
+async def raw_consume_eps(bootstrap: str, topic: str, n: int, partitions: int) -> float:
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024)
+    await consumer.start()
+    try:
+        tps = [TopicPartition(topic, p) for p in range(partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_beginning(*tps)
+        count, first = 0, None
+        while count < n:
+            batches = await consumer.getmany(timeout_ms=200, max_records=5000)
+            got = sum(len(v) for v in batches.values())
+            if got and first is None:
+                first = time.perf_counter()
+            count += got
+        return n / (time.perf_counter() - first)
+    finally:
+        await consumer.stop()
+
+
+async def ingest_eps(bootstrap: str, topic: str, n: int, partitions: int, data_dir: Path, batch_max: int) -> float:
+    from workers.ingest import IngestLoop
+    from workers.settings import IngestSettings
+    from workers.stores import open_store
+    settings = IngestSettings(bootstrap_servers=bootstrap, interactions_topic=topic, follows_topic=topic + "-follows",
+                              data_dir=data_dir, group_id=f"bench-ingest-{time.time_ns()}", partitions=partitions,
+                              batch_max=batch_max, max_future_skew_ms=10**13)
+    loop = IngestLoop(settings, open_store(settings), worker="bench-ingest")
+    await loop.start()
+    try:
+        first = None
+        while loop.applied < n:
+            got = await loop.run_once()
+            if got and first is None:
+                first = time.perf_counter() - 1e-9  # the first batch's own work counts
+        elapsed = time.perf_counter() - first
+        counts = loop.store.counts()
+        if counts.interactions != n:
+            raise RuntimeError(f"bench: store holds {counts.interactions} interactions, expected {n}")
+        return n / elapsed
+    finally:
+        await loop.stop()
+        loop.store.close()
+
+
+def naive_faust_eps(bootstrap: str, topic: str, n: int, data_dir: Path) -> float:
+    out = subprocess.run([sys.executable, "-m", "workers.bench_naive", "--bootstrap", bootstrap, "--topic", topic,
+                          "--events", str(n), "--data-dir", str(data_dir)],
+                         capture_output=True, text=True, timeout=900)
+    for line in out.stdout.splitlines():
+        if line.startswith("{"):
+            return float(json.loads(line)["eps"])
+    raise RuntimeError(f"naive faust bench failed (exit {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
+
+
+def run_ingest(args) -> int:
+    from stream.brokers import start_tansu
+    from stream.topics import TopicSettings, ensure_topics
+    tmp = Path(tempfile.mkdtemp(prefix="gnnrec-bench-"))
+    handle = start_tansu(log_path=tmp / "tansu.log")
+    try:
+        topic = "bench-interactions"
+        topics = TopicSettings(interactions=topic, follows=topic + "-follows", next_item="bench-next",
+                               social="bench-social", dead_letters="bench-dead", partitions=args.partitions)
+        asyncio.run(ensure_topics(handle.bootstrap, topics))
+        t0 = time.perf_counter()
+        asyncio.run(fill_topic(handle.bootstrap, topic, args.events))
+        fill_s = time.perf_counter() - t0
+        raw = asyncio.run(raw_consume_eps(handle.bootstrap, topic, args.events, args.partitions))
+        ours = asyncio.run(ingest_eps(handle.bootstrap, topic, args.events, args.partitions, tmp / "ingest",
+                                      args.batch_max))
+        naive = naive_faust_eps(handle.bootstrap, topic, min(args.naive_events, args.events), tmp / "naive")
+    finally:
+        handle.stop()
+    result = {
+        "events": args.events, "naive_events": min(args.naive_events, args.events), "partitions": args.partitions,
+        "broker": "tansu (embedded)", "store": "rocksdb", "fill_eps": round(args.events / fill_s),
+        "raw_consume_eps": round(raw), "ingest_eps": round(ours), "naive_faust_eps": round(naive),
+        "ratio_to_raw": round(ours / raw, 3), "ratio_to_naive": round(ours / naive, 2),
+        "goal": {"ratio_to_raw": 0.5, "ratio_to_naive": 20},
+    }
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0

@@ -1,0 +1,232 @@
+"""`gnnrec demo`: the whole pipeline on the embedded broker (or KAFKA_BOOTSTRAP_SERVERS).
+
+Starts the broker unless one is configured, creates the topics, starts the ingest and score
+workers as separate processes, replays the simulator (with a few malformed events mixed in, to
+show dead-lettering), prints progress and sample recommendations as they arrive, and ends with
+a summary (``--json``: one JSON object) after ``--events N`` or on Ctrl-C.
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import dataclasses
+import json
+import os
+import random
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream.events import Interaction, decode_recommendation
+from workers.launch import WorkerProcess, metric_sum
+from workers.settings import WorkerSettings
+
+DEFAULT_PORTS = {"ingest": 9101, "score": 9102}
+
+
+def add_parser(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline on the embedded broker")
+    p.add_argument("--events", type=int, default=int(os.environ.get("GNNREC_DEMO_EVENTS", 0)) or None,
+                   help="stop after N events (env GNNREC_DEMO_EVENTS; default: until Ctrl-C)")
+    p.add_argument("--rate", type=float, default=float(os.environ.get("GNNREC_DEMO_RATE", 1000)),
+                   help="events/s produced (env GNNREC_DEMO_RATE; default 1000)")
+    p.add_argument("--bad-every", type=int, default=int(os.environ.get("GNNREC_DEMO_BAD_EVERY", 500)),
+                   help="inject one malformed event every N events, 0 = none (env GNNREC_DEMO_BAD_EVERY)")
+    p.add_argument("--seed", type=int, default=int(os.environ.get("GNNREC_SEED", 7)))
+    p.add_argument("--data-dir", type=Path, default=None, help="where worker stores and logs go (default: a temp dir)")
+    p.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
+    p.set_defaults(handler=run)
+
+
+def _free_or_zero(port: int) -> int:
+    import socket
+    with socket.socket() as s:
+        try:
+            s.bind(("127.0.0.1", port))
+        except OSError:
+            return 0
+    return port
+
+
+class Collector:
+    """Reads recommendation and dead-letter topics; keeps counts, latencies and samples."""
+
+    def __init__(self, bootstrap: str, settings: WorkerSettings, from_beginning: bool, quiet: bool) -> None:
+        self.settings = settings
+        self.quiet = quiet
+        self.from_beginning = from_beginning
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.counts = {"next_item": 0, "social": 0}
+        self.dead_letters = 0
+        self.latencies_ms: list[float] = []
+        self.next_item_sessions: set[str] = set()
+        self._shown = {"next_item": 0, "social": 0}
+
+    async def start(self) -> None:
+        await self.consumer.start()
+        topics = [self.settings.next_item_topic, self.settings.social_topic, self.settings.dead_letters_topic]
+        tps = [TopicPartition(t, p) for t in topics for p in range(self.settings.partitions)]
+        self.consumer.assign(tps)
+        if self.from_beginning:
+            await self.consumer.seek_to_beginning(*tps)
+        else:
+            await self.consumer.seek_to_end(*tps)
+
+    async def poll(self) -> None:
+        batches = await self.consumer.getmany(timeout_ms=100, max_records=10_000)
+        for tp, msgs in batches.items():
+            if tp.topic == self.settings.dead_letters_topic:
+                self.dead_letters += len(msgs)
+                continue
+            for msg in msgs:
+                reco = decode_recommendation(msg.value)
+                if not hasattr(reco, "items"):
+                    continue
+                self.counts[reco.kind] += 1
+                self.latencies_ms.append(reco.emitted_ts - reco.event_ts)
+                self._maybe_show(reco)
+
+    def _maybe_show(self, reco) -> None:
+        if self.quiet or not reco.items or self._shown[reco.kind] >= 3 + self.counts[reco.kind] // 5000:
+            return
+        self._shown[reco.kind] += 1
+        items = ", ".join(f"{it.item_id}:{it.score:.3g}" for it in reco.items[:5])
+        where = f" session {reco.session_id}" if reco.session_id else ""
+        print(f"  [{reco.kind}] user {reco.user_id}{where} -> {items} ... ({reco.model_version})", flush=True)
+
+    def percentile(self, q: float) -> float | None:
+        if not self.latencies_ms:
+            return None
+        data = sorted(self.latencies_ms)
+        return float(data[min(len(data) - 1, int(round(q * (len(data) - 1))))])
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+
+async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio.Event, state: dict) -> None:
+    from stream.badinput import malformed_samples
+    from stream.producer import EventProducer
+    from stream.simulator import Simulator, SimulatorSettings
+    producer = EventProducer(bootstrap, settings.topics())
+    await producer.start()
+    rng = random.Random(args.seed)
+    events = Simulator(SimulatorSettings(seed=args.seed)).events(
+        start_ms=int(time.time() * 1000), n=args.events or 10**9, step_ms=1)
+    started = time.monotonic()
+    try:
+        for i, event in enumerate(events):
+            if stop.is_set():
+                break
+            ahead = (i / args.rate) - (time.monotonic() - started)
+            if ahead > 0:
+                await asyncio.sleep(ahead)
+            now_ms = int(time.time() * 1000)
+            await producer.send_event(dataclasses.replace(event, ts=now_ms))
+            state["produced"] += 1
+            state["interactions"] += isinstance(event, Interaction)
+            if args.bad_every and i % args.bad_every == args.bad_every - 1:
+                _, raw = rng.choice(malformed_samples(now_ms))
+                await producer.send_raw(settings.interactions_topic, b"bad", raw)
+                state["bad_sent"] += 1
+        await producer.flush()
+    finally:
+        await producer.stop()
+        state["producing"] = False
+
+
+def _status_line(state: dict, col: Collector, ingest: WorkerProcess) -> str:
+    applied = metric_sum(ingest.scrape(), "gnnrec_events_applied_total")
+    p50, p99 = col.percentile(0.5), col.percentile(0.99)
+    lat = f"p50 {p50:.0f} ms  p99 {p99:.0f} ms" if p50 is not None else "latency n/a"
+    return (f"produced {state['produced']:>7}  ingested {int(applied):>7}  next-item {col.counts['next_item']:>7}  "
+            f"social {col.counts['social']:>7}  dead-letters {col.dead_letters:>4}  {lat}")
+
+
+async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
+    from stream.topics import ensure_topics
+    settings = WorkerSettings(bootstrap_servers=bootstrap)
+    await ensure_topics(bootstrap, settings.topics())
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    workers = {
+        name: WorkerProcess(name, ["--data-dir", str(workdir / name), "--metrics-port",
+                                   str(_free_or_zero(DEFAULT_PORTS[name]))],
+                            log_path=workdir / f"{name}.log", env=env).start()
+        for name in ("ingest", "score")
+    }
+    say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
+    col = Collector(bootstrap, settings, from_beginning=embedded, quiet=args.json)
+    state = {"produced": 0, "interactions": 0, "bad_sent": 0, "producing": True}
+    stop = asyncio.Event()
+    try:
+        for w in workers.values():
+            await asyncio.to_thread(w.wait_ready, 120)
+        for name, w in workers.items():
+            say(f"worker {name}: metrics at {w.metrics_url}  (log {w.log_path})")
+        await col.start()
+        say(f"replaying the simulator at {args.rate:.0f} events/s into {bootstrap}; Ctrl-C stops")
+        producer = asyncio.create_task(_produce(bootstrap, settings, args, stop, state))
+        last_line, drained_since = 0.0, None
+        try:
+            while True:
+                await col.poll()
+                if time.monotonic() - last_line >= 2.0:
+                    last_line = time.monotonic()
+                    say(_status_line(state, col, workers["ingest"]))
+                if producer.done():
+                    producer.result()
+                    done = col.counts["next_item"] >= state["interactions"]
+                    drained_since = drained_since or time.monotonic()
+                    if done or time.monotonic() - drained_since > 30:
+                        break
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            # Ctrl-C: stop producing, then still collect and print the summary.
+            task = asyncio.current_task()
+            if task is not None:
+                task.uncancel()
+            stop.set()
+            await asyncio.shield(producer)
+        samples = workers["ingest"].scrape()
+        applied = metric_sum(samples, "gnnrec_events_applied_total")
+        dead_counted = metric_sum(samples, "gnnrec_dead_letters_total")
+        await asyncio.sleep(0.5)
+        await col.poll()
+    finally:
+        await col.stop()
+        for w in workers.values():
+            await asyncio.to_thread(w.stop)
+    p50, p99 = col.percentile(0.5), col.percentile(0.99)
+    return {
+        "events_produced": state["produced"] + state["bad_sent"],
+        "events_ingested": int(applied),
+        "malformed_sent": state["bad_sent"],
+        "dead_letters": col.dead_letters,
+        "dead_letters_counted": int(dead_counted),
+        "recommendations": dict(col.counts),
+        "latency_ms": {"p50": p50, "p99": p99},
+        "metrics": {name: w.metrics_url for name, w in workers.items()},
+        "broker": "embedded-tansu" if embedded else bootstrap,
+        "workdir": str(workdir),
+    }
+
+
+def run(args) -> int:
+    from stream.brokers import broker_from_env_or_embedded
+    workdir = args.data_dir or Path(tempfile.mkdtemp(prefix="gnnrec-demo-"))
+    with broker_from_env_or_embedded(log_dir=workdir) as broker:
+        embedded = broker.name != "external"
+        if not args.json:
+            print(f"broker: {broker.name} at {broker.bootstrap}", flush=True)
+        try:
+            summary = asyncio.run(_run(args, broker.bootstrap, embedded, workdir))
+        except KeyboardInterrupt:
+            print("interrupted", file=sys.stderr)
+            return 130
+    if args.json:
+        print(json.dumps(summary))
+    else:
+        print("summary:\n" + json.dumps(summary, indent=2))
+    return 0

@@ -1,0 +1,30 @@
+"""Starting a worker service inside its faust application, with /metrics served."""
+from __future__ import annotations
+
+import logging
+import sys
+
+from faust.worker import Worker
+from mode import Service
+
+from stream.faust_app import make_faust_app
+from workers.metrics import serve_metrics
+from workers.settings import StoreBacked
+
+
+def run_faust_worker(name: str, service: Service, settings: StoreBacked) -> None:
+    """Blocks until SIGINT/SIGTERM; faust stops the service, which closes its store."""
+    logging.basicConfig(level=settings.log_level, format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    bootstrap = settings.require_bootstrap()
+    port = serve_metrics(settings.metrics_port, settings.metrics_host)
+    # One line on stdout that launchers (the demo, tests) parse to find the metrics endpoint.
+    print(f"gnnrec-{name} metrics http://{settings.metrics_host}:{port}/metrics", flush=True)
+    app = make_faust_app(f"gnnrec-{name}-app-{settings.group_id}", bootstrap,
+                         settings.data_dir / "faust", partitions=settings.partitions)
+    worker = Worker(app, service, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    try:
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    sys.stdout.flush()

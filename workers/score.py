@@ -1,0 +1,158 @@
+"""`gnnrec worker score`: each interaction → a next-item and a social recommendation.
+
+The scorer keeps its own graph store, built from the same log as the ingest worker's (as a
+Kafka Streams task keeps local state): applying an event and scoring it happen in one place,
+so a recommendation never waits for another process's commit, and each event is applied before
+it is scored — never after later events of the same batch (that would leak the future).
+Each store commit carries the offset of the event it applied, so a restart resumes exactly.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+
+from aiokafka import AIOKafkaProducer
+from mode import Service
+
+from graph_store import GraphStore, Neighbour
+from stream.events import Follow, Interaction, Invalid, Recommendation, ScoredItem, ValidationLimits, encode
+from workers import metrics as m
+from workers.ingest_core import IngestCore
+from workers.kafka_io import TP, BatchConsumer, RawRecord
+from workers.recommenders import next_item_transitions, social_followees
+from workers.settings import ScoreSettings
+from workers.stores import open_store
+
+log = logging.getLogger(__name__)
+
+
+class ScoreLoop:
+    def __init__(self, settings: ScoreSettings, store: GraphStore, *, worker: str = "score",
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.worker = worker
+        self.clock = clock
+        self.topics = settings.topics()
+        self.decoder = IngestCore(self.topics, ValidationLimits(
+            max_bytes=settings.max_event_bytes, max_future_skew_ms=settings.max_future_skew_ms), worker)
+        self.committed: dict[TP, int] = dict(store.committed_offsets())
+        bootstrap = settings.require_bootstrap()
+        self.consumer = BatchConsumer(
+            bootstrap, [self.topics.interactions, self.topics.follows], group_id=settings.group_id,
+            stored_offsets=lambda: self.committed, max_records=settings.batch_max,
+            timeout_ms=settings.batch_timeout_ms, client_id=f"gnnrec-{worker}",
+            on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True))
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1)
+        self._trending: list[Neighbour] = []
+        self._trending_at = 0.0
+        self.emitted = {"next_item": 0, "social": 0}
+        self._last_gauges = 0.0
+
+    async def start(self) -> None:
+        await self.producer.start()
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+        await self.producer.stop()
+
+    def trending(self, now_ms: int) -> list[Neighbour]:
+        wall = time.monotonic()
+        if wall - self._trending_at >= self.settings.trending_refresh_s or not self._trending:
+            self._trending = self.store.item_popularity(now_ms, k=4 * self.settings.k)
+            self._trending_at = wall
+        return self._trending
+
+    def recommend(self, event) -> list[tuple[str, str | None, str, list[tuple[str, float]]]]:
+        """(user, session, kind, items) to emit for one already-applied event. Pure of I/O."""
+        s = self.settings
+        if isinstance(event, Interaction):
+            trending = self.trending(event.ts)
+            nxt = next_item_transitions(self.store, event.session_id, event.ts, k=s.k,
+                                        context=s.session_context, trending=trending)
+            soc = social_followees(self.store, event.user_id, event.ts, k=s.k,
+                                   max_followees=s.max_followees, trending=trending)
+            return [(event.user_id, event.session_id, "next_item", nxt),
+                    (event.user_id, event.session_id, "social", soc)]
+        trending = self.trending(event.ts)
+        soc = social_followees(self.store, event.src_user, event.ts, k=s.k,
+                               max_followees=s.max_followees, trending=trending)
+        return [(event.src_user, None, "social", soc)]
+
+    async def run_once(self) -> int:
+        records = await self.consumer.get_batch()
+        if not records:
+            self._maybe_export_gauges()
+            return 0
+        futures = []
+        for rec in records:
+            futures.extend(await self._handle(rec))
+        if futures:
+            await asyncio.gather(*futures)
+        self._maybe_export_gauges()
+        return len(records)
+
+    async def _handle(self, rec: RawRecord) -> list:
+        tp = (rec.topic, rec.partition)
+        if rec.offset < self.committed.get(tp, 0):
+            m.EVENTS_SKIPPED.labels(self.worker).inc()
+            return []
+        m.EVENTS_CONSUMED.labels(self.worker, rec.topic).inc()
+        event = self.decoder.decode(rec, int(self.clock() * 1000))
+        offsets = {tp: rec.offset + 1}
+        if isinstance(event, Invalid):
+            m.REJECTED.labels(self.worker, event.reason).inc()
+            self.store.apply_many([], offsets)
+            self.committed[tp] = rec.offset + 1
+            return []
+        self.store.apply_one(event, offsets)
+        self.committed[tp] = rec.offset + 1
+        m.EVENTS_APPLIED.labels(self.worker, "interaction" if isinstance(event, Interaction) else "follow").inc()
+        futures = []
+        for user, session, kind, items in self.recommend(event):
+            emitted_ms = int(self.clock() * 1000)
+            reco = Recommendation(
+                user_id=user, session_id=session, kind=kind,
+                items=tuple(ScoredItem(i, float(sc)) for i, sc in items),
+                model_version=self.settings.model_version, event_ts=event.ts, emitted_ts=emitted_ms)
+            topic = self.topics.next_item if kind == "next_item" else self.topics.social
+            futures.append(await self.producer.send(topic, encode(reco), key=user.encode()))
+            self.emitted[kind] += 1
+            m.RECOMMENDATIONS.labels(self.worker, kind).inc()
+            m.LATENCY.labels(self.worker, kind).observe(max(0.0, (emitted_ms - rec.timestamp_ms) / 1000.0))
+        return futures
+
+    def _maybe_export_gauges(self) -> None:
+        now = time.monotonic()
+        if now - self._last_gauges < 1.0:
+            return
+        self._last_gauges = now
+        m.export_store_counts(self.worker, self.store.counts())
+        for (topic, part), lag in self.consumer.lag().items():
+            m.CONSUMER_LAG.labels(self.worker, topic, str(part)).set(lag)
+
+
+class ScoreService(Service):
+    """Runs :class:`ScoreLoop` inside the faust worker until the worker stops."""
+
+    def __init__(self, settings: ScoreSettings, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.settings = settings
+        self.loop_impl: ScoreLoop | None = None
+
+    async def on_start(self) -> None:
+        self.loop_impl = ScoreLoop(self.settings, open_store(self.settings))
+        await self.loop_impl.start()
+
+    @Service.task
+    async def _consume(self) -> None:
+        while not self.should_stop and self.loop_impl is not None:
+            await self.loop_impl.run_once()
+
+    async def on_stop(self) -> None:
+        if self.loop_impl is not None:
+            await self.loop_impl.stop()
+            self.loop_impl.store.close()

@@ -1,0 +1,103 @@
+"""One frozen settings object per worker; every CLI flag has an environment-variable twin.
+
+Precedence: command-line flag > environment variable > default. The environment name of a
+field is ``GNNREC_<FIELD>`` (``--batch-max`` ↔ ``GNNREC_BATCH_MAX``), except the broker
+address, which also honours the conventional ``KAFKA_BOOTSTRAP_SERVERS``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from pydantic import AliasChoices, Field
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.topics import TopicSettings
+
+S = TypeVar("S", bound="WorkerSettings")
+
+
+class WorkerSettings(BaseSettings):
+    """What every worker shares: where the broker is, topic names, metrics, logging."""
+
+    model_config = SettingsConfigDict(frozen=True, env_prefix="GNNREC_", extra="ignore")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS", "GNNREC_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers; unset means: start the embedded Tansu broker",
+    )
+    interactions_topic: str = "interactions"
+    follows_topic: str = "follows"
+    next_item_topic: str = "recommendations.next-item"
+    social_topic: str = "recommendations.social"
+    dead_letters_topic: str = "dead-letters"
+    partitions: int = Field(4, ge=1, description="partitions per topic when topics are created")
+    metrics_port: int = Field(0, ge=0, description="port of the Prometheus /metrics endpoint (0 = any free port)")
+    metrics_host: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    def topics(self) -> TopicSettings:
+        return TopicSettings(
+            interactions=self.interactions_topic, follows=self.follows_topic,
+            next_item=self.next_item_topic, social=self.social_topic,
+            dead_letters=self.dead_letters_topic, partitions=self.partitions,
+        )
+
+    def require_bootstrap(self) -> str:
+        if not self.bootstrap_servers:
+            raise ValueError(
+                "no Kafka broker configured: set KAFKA_BOOTSTRAP_SERVERS or pass --bootstrap-servers "
+                "(`gnnrec demo` starts an embedded broker for you)"
+            )
+        return self.bootstrap_servers
+
+
+class StoreBacked(WorkerSettings):
+    """Workers that keep a graph store: where it lives and how edges decay."""
+
+    data_dir: Path = Field(Path("data/ingest"), description="RocksDB directory of this worker's store")
+    store: Literal["rocksdb", "memory"] = "rocksdb"
+    half_life_hours: float = Field(168.0, gt=0, description="edge-weight half-life in event time (inf = no decay)")
+    session_history: int = Field(20, ge=1, description="items remembered per session")
+    group_id: str = "gnnrec-ingest"
+    batch_max: int = Field(5000, ge=1, description="most records taken from Kafka per batch")
+    batch_timeout_ms: int = Field(100, ge=1, description="longest wait for a batch to fill")
+    max_event_bytes: int = Field(16_384, ge=64)
+    max_future_skew_ms: int = Field(86_400_000, ge=0, description="events further in the future are dead-lettered")
+
+
+class IngestSettings(StoreBacked):
+    metrics_port: int = 9101
+
+
+class ScoreSettings(StoreBacked):
+    data_dir: Path = Path("data/score")
+    group_id: str = "gnnrec-score"
+    metrics_port: int = 9102
+    k: int = Field(20, ge=1, description="items per recommendation")
+    session_context: int = Field(5, ge=1, description="recent session items the next-item baseline looks at")
+    max_followees: int = Field(50, ge=1)
+    trending_refresh_s: float = Field(1.0, gt=0, description="how often the trending fallback is recomputed")
+    model_version: str = "baseline-v1"
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
+    """One ``--flag`` per settings field, defaulting to None so env/defaults apply underneath."""
+    for name, field in cls.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = "KAFKA_BOOTSTRAP_SERVERS / GNNREC_BOOTSTRAP_SERVERS" if name == "bootstrap_servers" \
+            else "GNNREC_" + name.upper()
+        default = field.default
+        help_text = f"{field.description or name} (env {env}; default {default})"
+        kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": name}
+        annotation = field.annotation
+        if get_origin(annotation) is Literal:
+            kwargs["choices"] = list(get_args(annotation))
+        parser.add_argument(flag, **kwargs)
+
+
+def settings_from_args(cls: type[S], args: argparse.Namespace) -> S:
+    given = {name: getattr(args, name) for name in cls.model_fields if getattr(args, name, None) is not None}
+    return cls(**given)
