@@ -63,7 +63,7 @@ class Collector:
         self.dead_letters = 0
         self.latencies_ms: list[float] = []
         self.next_item_sessions: set[str] = set()
-        self._shown = {"next_item": 0, "social": 0}
+        self._last_shown = {"next_item": 0.0, "social": 0.0}
 
     async def start(self) -> None:
         await self.consumer.start()
@@ -90,9 +90,12 @@ class Collector:
                 self._maybe_show(reco)
 
     def _maybe_show(self, reco) -> None:
-        if self.quiet or not reco.items or self._shown[reco.kind] >= 3 + self.counts[reco.kind] // 5000:
+        # One sample per kind every few seconds, so samples come from the whole run, not only
+        # the cold start (where trending items fill most lists).
+        now = time.monotonic()
+        if self.quiet or not reco.items or now - self._last_shown[reco.kind] < 4.0:
             return
-        self._shown[reco.kind] += 1
+        self._last_shown[reco.kind] = now
         items = ", ".join(f"{it.item_id}:{it.score:.3g}" for it in reco.items[:5])
         where = f" session {reco.session_id}" if reco.session_id else ""
         print(f"  [{reco.kind}] user {reco.user_id}{where} -> {items} ... ({reco.model_version})", flush=True)
@@ -114,8 +117,11 @@ async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio
     producer = EventProducer(bootstrap, settings.topics())
     await producer.start()
     rng = random.Random(args.seed)
-    events = Simulator(SimulatorSettings(seed=args.seed)).events(
-        start_ms=int(time.time() * 1000), n=args.events or 10**9, step_ms=1)
+    # Simulated time follows the wall clock, and a season lasts a minute, so the popularity
+    # drift is visible within a demo run (the default season is a week of event time).
+    sim = Simulator(SimulatorSettings(seed=args.seed, season_period_ms=60_000))
+    events = sim.events(start_ms=int(time.time() * 1000), n=args.events or 10**9,
+                        step_ms=max(1, round(1000 / args.rate)))
     started = time.monotonic()
     try:
         for i, event in enumerate(events):

@@ -74,6 +74,7 @@ class IngestSettings(StoreBacked):
 
 class ScoreSettings(StoreBacked):
     data_dir: Path = Path("data/score")
+    store: Literal["rocksdb", "memory"] = "memory"
     group_id: str = "gnnrec-score"
     metrics_port: int = 9102
     k: int = Field(20, ge=1, description="items per recommendation")
