@@ -6,6 +6,7 @@ WriteBatch, so a bad record is never lost and a good one is applied exactly once
 """
 from __future__ import annotations
 
+import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -13,6 +14,9 @@ from dataclasses import dataclass, field
 from stream.events import DeadLetter, Invalid, ValidationLimits, decode_follow, decode_interaction
 from stream.topics import TopicSettings
 from workers.kafka_io import TP, RawRecord
+
+
+DEAD_LETTER_MAX_VALUE = 256 * 1024
 
 
 @dataclass(frozen=True)
@@ -68,6 +72,14 @@ class IngestCore:
         return PreparedBatch(events, dead, offsets, skipped, consumed)
 
     def dead_letter(self, rec: RawRecord, why: Invalid, now_ms: int) -> DeadLetter:
-        return DeadLetter(reason=why.reason, detail=why.detail, source_topic=rec.topic,
+        value = rec.value if rec.value is not None else b""
+        detail = why.detail
+        if len(value) > DEAD_LETTER_MAX_VALUE:
+            # base64 grows a payload by a third and brokers refuse requests over ~1 MB: keep a
+            # prefix plus the size and digest of the whole, rather than fail to dead-letter at all.
+            detail += (f" [payload truncated to {DEAD_LETTER_MAX_VALUE} of {len(value)} bytes; "
+                       f"sha256 {hashlib.sha256(value).hexdigest()}]")
+            value = value[:DEAD_LETTER_MAX_VALUE]
+        return DeadLetter(reason=why.reason, detail=detail, source_topic=rec.topic,
                           partition=rec.partition, offset=rec.offset, key=rec.key,
-                          value=rec.value if rec.value is not None else b"", worker=self.worker, ts=now_ms)
+                          value=value, worker=self.worker, ts=now_ms)
