@@ -73,8 +73,11 @@ class ScoreLoop:
 
     def trending(self, now_ms: int) -> list[Neighbour]:
         wall = time.monotonic()
-        if wall - self._trending_at >= self.settings.trending_refresh_s or not self._trending:
-            self._trending = self.store.item_popularity(now_ms, k=4 * self.settings.k)
+        want = 4 * self.settings.k
+        # While the catalogue is smaller than the list we keep, recompute every time (cheap on a
+        # small store): otherwise the first second would serve near-empty fallbacks.
+        if wall - self._trending_at >= self.settings.trending_refresh_s or len(self._trending) < want:
+            self._trending = self.store.item_popularity(now_ms, k=want)
             self._trending_at = wall
         return self._trending
 

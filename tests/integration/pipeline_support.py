@@ -86,8 +86,10 @@ def committed_total(worker: WorkerProcess, topic: str) -> int:
     return int(metric_sum(worker.scrape(), "gnnrec_committed_offset", topic=topic))
 
 
-async def read_topic(bootstrap: str, topic: str, partitions: int, expect: int, timeout_s: float) -> list:
-    """All records of ``topic`` until ``expect`` are read (or the timeout passes)."""
+async def read_topic(bootstrap: str, topic: str, partitions: int, expect: int, timeout_s: float,
+                     settle_s: float = 1.0) -> list:
+    """Records of ``topic`` until ``expect`` are read (or the timeout passes), then ``settle_s``
+    more, so that extra records (duplicates) show up instead of being cut off."""
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
     await consumer.start()
     out: list = []
@@ -99,6 +101,10 @@ async def read_topic(bootstrap: str, topic: str, partitions: int, expect: int, t
         while len(out) < expect and time.monotonic() < deadline:
             batches = await consumer.getmany(timeout_ms=200)
             for msgs in batches.values():
+                out.extend(msgs)
+        settle_until = time.monotonic() + settle_s
+        while time.monotonic() < settle_until:
+            for msgs in (await consumer.getmany(timeout_ms=200)).values():
                 out.extend(msgs)
         return out
     finally:

@@ -1,0 +1,39 @@
+"""Kafka-compatible brokers for development, tests and benchmarks.
+
+``start_tansu`` (embedded, milliseconds to start, in-memory) is the default;
+``start_apache_kafka`` resolves Apache Kafka 4.x from Maven Central and runs a single-node KRaft
+broker (compaction, transactions and correct end offsets); ``start_testcontainers_kafka`` needs a
+Docker engine; ``broker_from_env_or_embedded`` honours ``KAFKA_BOOTSTRAP_SERVERS``. Each returns a
+:class:`BrokerHandle` whose ``stop()`` leaves no process behind.
+
+Names are imported lazily so ``python -m stream.brokers.apache`` runs its module only once.
+"""
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+_EXPORTS = {
+    "BrokerHandle": "stream.brokers.base",
+    "BrokerUnavailable": "stream.brokers.base",
+    "DEFAULT_KAFKA_VERSION": "stream.brokers.apache",
+    "kafka_cache_dir": "stream.brokers.apache",
+    "resolve_kafka": "stream.brokers.apache",
+    "start_apache_kafka": "stream.brokers.apache",
+    "start_testcontainers_kafka": "stream.brokers.containers",
+    "broker_from_env_or_embedded": "stream.brokers.env",
+    "start_tansu": "stream.brokers.tansu",
+    "tansu_binary": "stream.brokers.tansu",
+}
+__all__ = sorted(_EXPORTS)
+
+
+def __getattr__(name: str) -> Any:
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'stream.brokers' has no attribute {name!r}")
+    return getattr(importlib.import_module(module), name)
+
+
+def __dir__() -> list[str]:
+    return __all__
