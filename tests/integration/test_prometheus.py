@@ -1,22 +1,23 @@
-"""Prometheus scrapes a gnnrec worker under the product's job names and serves its counters back.
-
-``metrics_worker`` is the process under observation; today a stand-in that exposes one
-prometheus_client Counter, later the real ingest worker (swap the fixture, keep the test).
-"""
+"""Prometheus scrapes the real ingest worker under the product's job names and serves its counters back."""
 from __future__ import annotations
 
+import asyncio
 import shutil
 import subprocess
-import sys
 import time
-import urllib.request
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
-from stream.brokers.base import ManagedProcess, free_ports, tail
+from stream.brokers.base import free_ports
+from stream.events import Interaction
+from stream.producer import EventProducer
+from stream.simulator import Simulator, SimulatorSettings
+from stream.topics import TopicSettings, ensure_topics
+from tests.integration.pipeline_support import wait_for, worker_env
+from workers.launch import WorkerProcess, metric_sum
 
 try:  # same two import layouts as conftest.py
     from tests.integration.prom import read_scrape_jobs
@@ -26,17 +27,6 @@ except ImportError:
 REPO = Path(__file__).resolve().parents[2]
 PRODUCT_CONFIG = REPO / "deploy" / "prometheus.yml"
 
-_STAND_IN = """
-import sys, time
-from prometheus_client import Counter, start_http_server
-events = Counter("gnnrec_test_events", "Events seen by the stand-in worker")
-events.inc(42)
-start_http_server(int(sys.argv[1]), addr="127.0.0.1")
-while True:
-    time.sleep(3600)
-"""
-
-
 @dataclass(frozen=True)
 class ObservedWorker:
     """A running process that serves /metrics: its scrape job, address, and one known sample."""
@@ -45,33 +35,47 @@ class ObservedWorker:
     address: str  # host:port
     metric: str  # full Prometheus name, e.g. a Counter's ``<name>_total``
     expected: float
-
-
-def _wait_for_metrics(address: str, metric: str, proc: ManagedProcess, timeout_s: float = 15) -> None:
-    deadline = time.monotonic() + timeout_s
-    while time.monotonic() < deadline:
-        if proc.popen.poll() is not None:
-            break
-        try:
-            with urllib.request.urlopen(f"http://{address}/metrics", timeout=2) as resp:
-                if metric in resp.read().decode():
-                    return
-        except OSError:
-            pass
-        time.sleep(0.1)
-    raise RuntimeError(f"worker at {address} never served {metric}; log:\n{tail(proc.log_path)}")
+    labels: str = ""  # extra label matchers, e.g. 'type="interaction"'
 
 
 @pytest.fixture
-def metrics_worker(tmp_path: Path) -> Iterator[ObservedWorker]:
-    port = free_ports(1)[0]
-    proc = ManagedProcess([sys.executable, "-c", _STAND_IN, str(port)], tmp_path / "worker.log")
+def metrics_worker(tmp_path: Path, broker_pool, unique_topics) -> Iterator[ObservedWorker]:
+    """The real ingest worker on the embedded broker, after it applied a known number of events."""
     try:
-        worker = ObservedWorker("gnnrec-ingest", f"127.0.0.1:{port}", "gnnrec_test_events_total", 42.0)
-        _wait_for_metrics(worker.address, worker.metric, proc)
-        yield worker
+        broker = broker_pool.get("tansu")
+    except Exception as exc:  # noqa: BLE001 - the pool reports why
+        pytest.skip(f"tansu broker unavailable: {exc}")
+    events = [e for e in Simulator(SimulatorSettings(seed=3)).events(start_ms=int(time.time() * 1000) - 60_000,
+                                                                     n=600, step_ms=1)
+              if isinstance(e, Interaction)]
+    topics = TopicSettings(interactions=unique_topics("interactions"), follows=unique_topics("follows"),
+                           next_item=unique_topics("next"), social=unique_topics("social"),
+                           dead_letters=unique_topics("dead"), partitions=2)
+    asyncio.run(ensure_topics(broker.bootstrap, topics))
+
+    async def produce() -> None:
+        producer = EventProducer(broker.bootstrap, topics)
+        await producer.start()
+        for e in events:
+            await producer.send_event(e)
+        await producer.flush()
+        await producer.stop()
+
+    asyncio.run(produce())
+    port = free_ports(1)[0]
+    env = worker_env(broker.bootstrap, unique_topics, unique_topics("ingest"), tmp_path / "ingest")
+    env["GNNREC_METRICS_PORT"] = str(port)
+    env["GNNREC_PARTITIONS"] = "2"
+    worker = WorkerProcess("ingest", [], env=env, log_path=tmp_path / "ingest.log").start()
+    try:
+        worker.wait_ready(120)
+        metric = "gnnrec_events_applied_total"
+        wait_for(lambda: metric_sum(worker.scrape(), metric, type="interaction") == len(events), 60,
+                 "the ingest worker to apply every event")
+        yield ObservedWorker("gnnrec-ingest", f"127.0.0.1:{port}", metric, float(len(events)),
+                             labels='worker="ingest",type="interaction"')
     finally:
-        proc.stop()
+        worker.stop()
 
 
 def test_product_config_lists_the_four_worker_jobs() -> None:
@@ -94,7 +98,8 @@ def test_product_config_passes_promtool() -> None:
 
 def test_prometheus_reads_back_worker_counter(metrics_worker: ObservedWorker, prometheus_for) -> None:
     prometheus = prometheus_for({metrics_worker.job: [metrics_worker.address]})
-    promql = f'{metrics_worker.metric}{{job="{metrics_worker.job}"}}'
+    matchers = ",".join(filter(None, [f'job="{metrics_worker.job}"', metrics_worker.labels]))
+    promql = f"{metrics_worker.metric}{{{matchers}}}"
     result = prometheus.wait_for(promql, timeout_s=20)
     assert result, f"no sample for {promql}; targets: {prometheus.targets()}"
     assert len(result) == 1
