@@ -1,0 +1,313 @@
+"""The graph store contract: public methods validate, private primitives implement.
+
+Every public method checks its arguments and the store's state, then calls a ``_primitive``
+that a backend (:mod:`graph_store.memory`, :mod:`graph_store.rocksdb`) implements. Both
+backends build on the same pure rules (:func:`graph_store.decay.add_decayed`,
+:func:`graph_store.batch.follow_outcome`); key-value backends share the batch planner of
+:class:`graph_store.planned.PlannedGraphStore`.
+"""
+from __future__ import annotations
+
+import heapq
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any
+
+from graph_store.batch import validate_events, validate_offsets
+from graph_store.decay import decayed_at
+from graph_store.errors import InvalidEventError, ReadOnlyStoreError, StoreClosedError
+from graph_store.schema import (
+    EDGE_TYPES,
+    FORWARD_EDGE_TYPES,
+    NODE_TYPES,
+    ApplyStats,
+    Neighbour,
+    SessionState,
+    StoreCounts,
+    StoreSettings,
+    TopicPartition,
+    check_edge_type,
+    check_node_type,
+)
+
+__all__ = [
+    "ApplyStats",
+    "GraphStore",
+    "Neighbour",
+    "StoreCounts",
+    "StoreSettings",
+    "TopicPartition",
+]
+
+EdgeRows = tuple[list[int], list[int], list[float], list[int]]  # src idx, dst idx, w, t_ref
+
+
+def _check_time(name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool):
+        raise TypeError(f"{name} must be an int of epoch ms (pass the event-time clock), got {value!r}")
+
+
+def _check_k(k: Any) -> None:
+    if k is not None and (not isinstance(k, int) or isinstance(k, bool) or k < 0):
+        raise ValueError(f"k must be None (all) or an int >= 0, got {k!r}")
+
+
+def _check_id(name: str, value: Any) -> None:
+    if not isinstance(value, str):
+        raise TypeError(f"{name} must be a str id, got {value!r}")
+
+
+def top_by_weight(entries: Iterable[Neighbour], k: int | None) -> list[Neighbour]:
+    """Sort by weight descending, ties by id ascending; keep the first ``k`` (all if None)."""
+    key = lambda n: (-n.weight, n.node_id)  # noqa: E731
+    if k is None:
+        return sorted(entries, key=key)
+    return heapq.nsmallest(k, entries, key=key)
+
+
+class GraphStore(ABC):
+    """Incremental heterogeneous graph (users, items, sessions) with decayed edge weights.
+
+    ``apply_many`` is one atomic commit of the graph changes, the consumed offsets
+    (``{(topic, partition): next offset}``), the watermark (max event ts) and the dirty set.
+    Reads take ``now_ms`` explicitly; weights are decayed to it (never grown: reading before
+    an edge's last update returns its weight at that update).
+    """
+
+    settings: StoreSettings
+    _closed: bool = False
+    _read_only: bool = False
+
+    # ---- writes -----------------------------------------------------------------------
+    def apply_many(
+        self, events: Sequence[Any], offsets: Mapping[TopicPartition, int] | None = None
+    ) -> ApplyStats:
+        """Apply a batch of interactions/follows and record ``offsets`` in the same commit.
+
+        Raises :class:`InvalidEventError` / :class:`InvalidOffsetsError` before writing
+        anything if an input is malformed. Skipping replays is the caller's job
+        (see :func:`graph_store.offsets.filter_replays`).
+        """
+        self._check_writable()
+        if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
+            raise InvalidEventError(f"events must be a sequence (list/tuple) of events, got {type(events)}")
+        validate_events(events, self.settings.kind_weights)
+        return self._apply_many(events, validate_offsets(offsets))
+
+    def apply_one(self, event: Any, offsets: Mapping[TopicPartition, int] | None = None) -> ApplyStats:
+        """Apply one event; same as ``apply_many([event], offsets)``."""
+        return self.apply_many([event], offsets)
+
+    def clear_dirty(self, nodes: Mapping[str, Iterable[str]]) -> None:
+        """Remove the dirty marks of the given ids (other ids keep theirs).
+
+        Marks carry no version: clear a snapshot *before* recomputing from the graph
+        (``d = store.dirty_nodes(); store.clear_dirty(d); refresh(d)``), so that a change
+        committed after the clear marks its nodes again.
+        """
+        self._check_writable()
+        cleared = {}
+        for node_type, ids in nodes.items():
+            check_node_type(node_type)
+            ids = set(ids)
+            for node_id in ids:
+                _check_id("node id", node_id)
+            cleared[node_type] = ids
+        self._clear_dirty(cleared)
+
+    # ---- reads ------------------------------------------------------------------------
+    def committed_offsets(self) -> dict[TopicPartition, int]:
+        """Next offset to consume per partition, as of the last commit."""
+        self._check_open()
+        return self._committed_offsets()
+
+    def watermark_ms(self) -> int | None:
+        """Largest event ts applied so far (None on an empty store)."""
+        self._check_open()
+        return self._watermark()
+
+    def neighbours(
+        self, node_type: str, node_id: str, edge_type: str, now_ms: int, k: int | None = None
+    ) -> list[Neighbour]:
+        """Out-neighbours over ``edge_type`` by decayed weight at ``now_ms`` (desc, ties by id)."""
+        self._check_open()
+        check_edge_type(edge_type, node_type)
+        _check_id("node_id", node_id)
+        _check_time("now_ms", now_ms)
+        _check_k(k)
+        hl = self.settings.half_life_ms
+        rows = self._out_edges(edge_type, node_id)
+        return top_by_weight((Neighbour(d, decayed_at(w, t, now_ms, hl)) for d, w, t in rows), k)
+
+    def edge_weight(self, edge_type: str, src_id: str, dst_id: str, now_ms: int) -> float:
+        """Decayed weight of one edge at ``now_ms``; 0.0 if absent."""
+        self._check_open()
+        check_edge_type(edge_type)
+        _check_id("src_id", src_id)
+        _check_id("dst_id", dst_id)
+        _check_time("now_ms", now_ms)
+        value = self._edge_value(edge_type, src_id, dst_id)
+        return 0.0 if value is None else decayed_at(value[0], value[1], now_ms, self.settings.half_life_ms)
+
+    def degree(self, node_type: str, node_id: str, edge_type: str) -> int:
+        """Number of out-edges of ``edge_type`` at the node (0 if unknown)."""
+        self._check_open()
+        check_edge_type(edge_type, node_type)
+        _check_id("node_id", node_id)
+        return self._degree(edge_type, node_id)
+
+    def counts(self) -> StoreCounts:
+        self._check_open()
+        return self._counts()
+
+    def session_items(self, session_id: str) -> list[str]:
+        """The session's last ``session_history`` items, oldest first ([] if unknown)."""
+        self._check_open()
+        _check_id("session_id", session_id)
+        state = self._session(session_id)
+        return [] if state is None else list(state.items)
+
+    def session_user(self, session_id: str) -> str | None:
+        """User of the session's latest event (None if unknown)."""
+        self._check_open()
+        _check_id("session_id", session_id)
+        state = self._session(session_id)
+        return None if state is None else state.user_id
+
+    def item_popularity(self, now_ms: int, k: int | None = None) -> list[Neighbour]:
+        """Items by decayed popularity at ``now_ms`` (desc, ties by id)."""
+        self._check_open()
+        _check_time("now_ms", now_ms)
+        _check_k(k)
+        hl = self.settings.half_life_ms
+        rows = self._popularity_rows()
+        return top_by_weight((Neighbour(i, decayed_at(w, t, now_ms, hl)) for i, w, t in rows), k)
+
+    def has_node(self, node_type: str, node_id: str) -> bool:
+        return self.node_index(node_type, node_id) is not None
+
+    def node_index(self, node_type: str, node_id: str) -> int | None:
+        """Dense 0-based index of the node within its type, assigned on first sight."""
+        self._check_open()
+        check_node_type(node_type)
+        _check_id("node_id", node_id)
+        return self._node_index(node_type, node_id)
+
+    def node_ids(self, node_type: str) -> list[str]:
+        """All ids of a type, ordered by index (``node_ids(t)[node_index(t, x)] == x``)."""
+        self._check_open()
+        check_node_type(node_type)
+        return self._node_ids(node_type)
+
+    def dirty_nodes(self) -> dict[str, set[str]]:
+        """Per node type, ids whose incident edges (sessions: state) changed since cleared."""
+        self._check_open()
+        return self._dirty()
+
+    def to_pyg(self, now_ms: int) -> Any:
+        """Snapshot as ``torch_geometric.data.HeteroData`` with weights decayed to ``now_ms``.
+
+        Shapes: ``data[t].num_nodes`` for t in user/item/session; for each forward edge
+        ``(src, e, dst)`` in ``(user, ui, item)``, ``(item, ii, item)``, ``(user, uu, user)``:
+        ``edge_index: [2, E] int64`` (node indices, sorted by (src, dst)) and
+        ``edge_weight: [E] float32``.
+        """
+        self._check_open()
+        _check_time("now_ms", now_ms)
+        import numpy as np  # torch is heavy: graph_store imports it only here
+        import torch
+        from torch_geometric.data import HeteroData
+
+        counts = self._counts()
+        data = HeteroData()
+        for node_type, n in zip(NODE_TYPES, (counts.users, counts.items, counts.sessions)):
+            data[node_type].num_nodes = n
+        hl = self.settings.half_life_ms
+        for edge_type in FORWARD_EDGE_TYPES:
+            src_t, dst_t, _ = EDGE_TYPES[edge_type]
+            src, dst, w, t = self._edge_rows(edge_type)
+            index = np.array([src, dst], dtype=np.int64).reshape(2, -1)
+            order = np.lexsort((index[1], index[0]))
+            dt = np.maximum(now_ms - np.asarray(t, dtype=np.float64), 0.0)
+            weight = np.asarray(w, dtype=np.float64) * np.exp2(-dt / hl)
+            store = data[src_t, edge_type, dst_t]
+            store.edge_index = torch.from_numpy(np.ascontiguousarray(index[:, order]))
+            store.edge_weight = torch.from_numpy(weight[order].astype(np.float32))
+        return data
+
+    # ---- lifecycle --------------------------------------------------------------------
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> GraphStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"{type(self).__name__}(half_life_ms={self.settings.half_life_ms}, {state})"
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{type(self).__name__} is closed; open a new store object")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyStoreError(
+                "store was opened read-only (open_read_only) for inspection; writes need the "
+                "worker's own RocksDBGraphStore(path, settings)"
+            )
+
+    # ---- primitives a backend implements ---------------------------------------------------
+    @abstractmethod
+    def _apply_many(self, events: Sequence[Any], offsets: dict[TopicPartition, int]) -> ApplyStats:
+        """Apply validated events and offsets atomically (see :class:`PlannedGraphStore`)."""
+
+    @abstractmethod
+    def _committed_offsets(self) -> dict[TopicPartition, int]: ...
+
+    @abstractmethod
+    def _watermark(self) -> int | None: ...
+
+    @abstractmethod
+    def _out_edges(self, edge_type: str, node_id: str) -> list[tuple[str, float, int]]:
+        """(target id, stored weight, t_ref) of the node's out-edges; [] if unknown."""
+
+    @abstractmethod
+    def _edge_value(self, edge_type: str, src_id: str, dst_id: str) -> tuple[float, int] | None: ...
+
+    @abstractmethod
+    def _degree(self, edge_type: str, node_id: str) -> int: ...
+
+    @abstractmethod
+    def _counts(self) -> StoreCounts: ...
+
+    @abstractmethod
+    def _session(self, session_id: str) -> SessionState | None: ...
+
+    @abstractmethod
+    def _popularity_rows(self) -> list[tuple[str, float, int]]: ...
+
+    @abstractmethod
+    def _node_index(self, node_type: str, node_id: str) -> int | None: ...
+
+    @abstractmethod
+    def _node_ids(self, node_type: str) -> list[str]: ...
+
+    @abstractmethod
+    def _dirty(self) -> dict[str, set[str]]: ...
+
+    @abstractmethod
+    def _clear_dirty(self, nodes: dict[str, set[str]]) -> None: ...
+
+    @abstractmethod
+    def _edge_rows(self, edge_type: str) -> EdgeRows:
+        """All edges of a forward type as parallel lists (src index, dst index, w, t_ref)."""
+
+    @abstractmethod
+    def _close(self) -> None: ...

@@ -1,0 +1,251 @@
+"""Embedding store contract over both backends, codecs, atomic versions and crashes mid-write."""
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+
+from graph_store.embeddings import (
+    EmbeddingDimError,
+    InvalidEmbeddingsError,
+    MemoryEmbeddingStore,
+    RocksDBEmbeddingStore,
+    decode_u32,
+    decode_vectors,
+    encode_u32,
+    encode_vector,
+    vector_key,
+)
+from graph_store.errors import ReadOnlyStoreError, StoreClosedError, StoreCorruptedError, StoreLockedError
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+class _Crash(RuntimeError):
+    pass
+
+
+def _faulty(cls, after: int):
+    """A backend whose commit dies after ``after`` rows were handed to it (a crash mid-write)."""
+
+    def _row_items(self, ids, vectors):
+        for k, item in enumerate(zip(ids, vectors)):
+            if k == after:
+                raise _Crash(f"simulated crash after {after} rows")
+            yield item
+
+    return type(f"Faulty{cls.__name__}", (cls,), {"_row_items": _row_items})
+
+
+@pytest.fixture(params=["memory", "rocksdb"])
+def make_store(request, tmp_path):
+    """``make_store(cls=None)``: a fresh store of the backend (``cls`` may be a faulty subclass)."""
+    opened = []
+
+    def make(wrap=None):
+        if request.param == "memory":
+            store = (wrap(MemoryEmbeddingStore) if wrap else MemoryEmbeddingStore)()
+        else:
+            cls = wrap(RocksDBEmbeddingStore) if wrap else RocksDBEmbeddingStore
+            store = cls(tmp_path / "emb")
+        opened.append(store)
+        return store
+
+    yield make
+    for store in opened:
+        store.close()
+
+
+def _table(n: int, d: int = 4, seed: int = 0) -> tuple[list[str], np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return [f"n{i}" for i in range(n)], rng.standard_normal((n, d)).astype(np.float32)
+
+
+# ---- codecs ----------------------------------------------------------------------------
+def test_byte_layout() -> None:
+    assert vector_key("user", "u1") == b"Euu1" and vector_key("item", "é") == b"Ei\xc3\xa9"
+    assert encode_vector(np.array([1.0, -2.0], dtype=np.float32)) == b"\x00\x00\x80\x3f\x00\x00\x00\xc0"
+    assert encode_u32(64) == b"\x00\x00\x00\x40" and decode_u32(b"\x00\x00\x01\x00") == 256
+
+
+@settings(max_examples=50, deadline=None)
+@given(arrays(np.float32, st.tuples(st.integers(0, 5), st.integers(1, 6)),
+              elements=st.floats(allow_nan=False, allow_infinity=False, width=32)))
+def test_vector_codec_round_trip(matrix: np.ndarray) -> None:
+    values = [encode_vector(row) for row in matrix]
+    assert all(len(v) == 4 * matrix.shape[1] for v in values)
+    np.testing.assert_array_equal(decode_vectors(values, matrix.shape[1]), matrix)
+
+
+def test_decode_rejects_wrong_sizes() -> None:
+    with pytest.raises(ValueError, match="bytes"):
+        decode_vectors([b"\x00" * 7], 2)
+
+
+# ---- contract -----------------------------------------------------------------------------
+def test_empty_store(make_store) -> None:
+    store = make_store()
+    assert store.version() is None and store.dim("user") is None
+    vectors, found = store.get_many("user", ["a", "b"])
+    assert vectors.shape == (2, 0) and not found.any()
+    ids, matrix = store.get_all("item")
+    assert ids == [] and matrix.shape[0] == 0
+
+
+def test_put_then_get_many_and_all(make_store) -> None:
+    store = make_store()
+    ids, vectors = _table(5)
+    store.put_many("user", ids, vectors, "v1")
+    assert store.version() == "v1" and store.dim("user") == 4
+    got, found = store.get_many("user", ["n3", "missing", "n0"])
+    np.testing.assert_array_equal(found, [True, False, True])
+    np.testing.assert_array_equal(got[0], vectors[3])
+    np.testing.assert_array_equal(got[1], np.zeros(4, dtype=np.float32))
+    np.testing.assert_array_equal(got[2], vectors[0])
+    all_ids, matrix = store.get_all("user")
+    assert all_ids == sorted(ids)  # by id bytes
+    np.testing.assert_array_equal(matrix, vectors[[ids.index(i) for i in all_ids]])
+    assert store.get_all("item")[0] == []  # node types are separate tables
+
+
+def test_incremental_put_updates_rows_and_version(make_store) -> None:
+    store = make_store()
+    ids, vectors = _table(6)
+    store.put_many("item", ids, vectors, "v1")
+    changed = np.full((2, 4), 7.0, dtype=np.float32)
+    store.put_many("item", ["n1", "new"], changed, "v2")
+    version, all_ids, matrix = store.read_all("item")
+    assert version == "v2" and len(all_ids) == 7
+    rows = dict(zip(all_ids, matrix))
+    np.testing.assert_array_equal(rows["n1"], changed[0])
+    np.testing.assert_array_equal(rows["new"], changed[1])
+    np.testing.assert_array_equal(rows["n2"], vectors[2])  # untouched rows keep their values
+    assert store.read_many("item", ["n2"]).version == "v2"
+
+
+@pytest.mark.parametrize("bad,error", [
+    (lambda ids, v: (ids, v.astype(np.float64), "v2"), InvalidEmbeddingsError),
+    (lambda ids, v: (ids, np.where(np.arange(4) == 2, np.nan, v).astype(np.float32), "v2"), InvalidEmbeddingsError),
+    (lambda ids, v: (ids[:2] + ids[:1] + ids[3:], v, "v2"), InvalidEmbeddingsError),
+    (lambda ids, v: (ids[:3], v, "v2"), InvalidEmbeddingsError),
+    (lambda ids, v: (ids, v, ""), InvalidEmbeddingsError),
+    (lambda ids, v: (ids, np.zeros((len(ids), 5), dtype=np.float32), "v2"), EmbeddingDimError),
+    (lambda ids, v: ("n0", v[:1], "v2"), InvalidEmbeddingsError),
+])
+def test_invalid_put_writes_nothing(make_store, bad, error) -> None:
+    store = make_store()
+    ids, vectors = _table(4)
+    store.put_many("user", ids, vectors, "v1")
+    with pytest.raises(error):
+        store.put_many("user", *bad(ids, vectors + 1))
+    assert store.version() == "v1"
+    np.testing.assert_array_equal(store.get_all("user")[1], vectors)
+
+
+def test_crash_mid_write_leaves_previous_version(make_store) -> None:
+    store = make_store(lambda cls: _faulty(cls, after=3))
+    ids, vectors = _table(3)
+    store.put_many("user", ids, vectors, "v1")  # 3 rows: the fault (at row 3) is not reached
+    more_ids, more = _table(8, seed=1)
+    with pytest.raises(_Crash):
+        store.put_many("user", more_ids, more, "v2")
+    version, all_ids, matrix = store.read_all("user")
+    assert version == "v1" and all_ids == ids
+    np.testing.assert_array_equal(matrix, vectors)
+
+
+def test_closed_store_refuses_use(make_store) -> None:
+    store = make_store()
+    store.close()
+    with pytest.raises(StoreClosedError):
+        store.version()
+
+
+# ---- RocksDB: persistence, readers, processes killed mid-write ---------------------------------------
+def test_rocksdb_persists_and_guards_access(tmp_path) -> None:
+    ids, vectors = _table(10, d=8)
+    with RocksDBEmbeddingStore(tmp_path / "emb") as store:
+        store.put_many("session", ids, vectors, "model-1/refresh-1")
+        with pytest.raises(StoreLockedError):
+            RocksDBEmbeddingStore(tmp_path / "emb")
+    with RocksDBEmbeddingStore.open_read_only(tmp_path / "emb") as reader:
+        assert reader.version() == "model-1/refresh-1"
+        np.testing.assert_array_equal(reader.get_many("session", ids)[0], vectors)
+        with pytest.raises(ReadOnlyStoreError):
+            reader.put_many("session", ids, vectors, "v2")
+
+
+def test_rocksdb_refuses_a_foreign_database(tmp_path) -> None:
+    import rocksdict
+
+    opts = rocksdict.Options(raw_mode=True)
+    opts.create_if_missing(True)
+    db = rocksdict.Rdict(str(tmp_path / "other"), opts)
+    db[b"Msettings"] = b"{}"
+    db.close()
+    with pytest.raises(StoreCorruptedError, match="not an embedding store"):
+        RocksDBEmbeddingStore(tmp_path / "other")
+
+
+def test_secondary_reader_sees_whole_versions_only(tmp_path) -> None:
+    ids, v1 = _table(50)
+    writer = RocksDBEmbeddingStore(tmp_path / "emb")
+    writer.put_many("item", ids, v1, "v1")
+    reader = RocksDBEmbeddingStore.open_secondary(tmp_path / "emb", tmp_path / "secondary")
+    try:
+        writer.put_many("item", ids[:25], v1[:25] + 1, "v2")
+        before = reader.read_all("item")
+        assert before[0] == "v1"
+        np.testing.assert_array_equal(before[2], v1[np.argsort([i.encode() for i in ids])])
+        reader.catch_up()
+        version, got_ids, matrix = reader.read_all("item")
+        rows = dict(zip(got_ids, matrix))
+        assert version == "v2"
+        assert all(np.array_equal(rows[i], v1[k] + (1 if k < 25 else 0)) for k, i in enumerate(ids))
+    finally:
+        reader.close()
+        writer.close()
+
+
+_CHILD = textwrap.dedent("""
+    import os, sys
+    import numpy as np
+    from graph_store.embeddings import RocksDBEmbeddingStore
+
+    path, mode = sys.argv[1], sys.argv[2]
+
+    class Dying(RocksDBEmbeddingStore):
+        armed = False
+
+        def _row_items(self, ids, vectors):
+            for k, item in enumerate(zip(ids, vectors)):
+                if self.armed and mode == "mid" and k == 500:
+                    os._exit(9)  # killed while the v2 commit is being built
+                yield item
+
+    store = Dying(path)
+    ids = [f"n{i}" for i in range(1000)]
+    store.put_many("user", ids, np.full((1000, 16), 1.0, dtype=np.float32), "v1")
+    store.armed = True
+    store.put_many("user", ids, np.full((1000, 16), 2.0, dtype=np.float32), "v2")
+    os._exit(7)  # "after": killed right after the v2 commit, without closing the store
+""")
+
+
+@pytest.mark.parametrize("mode,exit_code,version,value", [("mid", 9, "v1", 1.0), ("after", 7, "v2", 2.0)])
+def test_process_killed_mid_write_keeps_a_whole_version(tmp_path, mode, exit_code, version, value) -> None:
+    path = tmp_path / "emb"
+    proc = subprocess.run([sys.executable, "-c", _CHILD, str(path), mode], cwd=REPO, capture_output=True,
+                          timeout=60)
+    assert proc.returncode == exit_code, proc.stderr.decode()[-2000:]
+    with RocksDBEmbeddingStore.open_read_only(path) as store:
+        got_version, ids, matrix = store.read_all("user")
+    assert got_version == version and len(ids) == 1000
+    assert np.all(matrix == value)  # every row from the same version
