@@ -6,6 +6,7 @@ what a straightforward faust port of the ingest path would do. Prints ``{"eps": 
 from __future__ import annotations
 
 import argparse
+import os
 import json
 import time
 from pathlib import Path
@@ -47,10 +48,11 @@ def main() -> None:
                 elapsed = time.perf_counter() - state["first"]
                 print(json.dumps({"eps": args.events / elapsed}), flush=True)
                 store.close()
-                await app.stop()
-                return
+                # app.stop() from inside an agent waits for this very event to be acked, forever:
+                # the measurement is done and the store closed, so leave at once.
+                os._exit(0)
 
-    Worker(app, loglevel="ERROR", quiet=True, redirect_stdouts=False).execute_from_commandline()
+    Worker(app, loglevel=os.environ.get("GNNREC_LOG_LEVEL", "ERROR"), quiet=True, redirect_stdouts=False).execute_from_commandline()
 
 
 if __name__ == "__main__":
