@@ -10,8 +10,8 @@ Conventions (as in the papers we compare with):
   min(|targets|, K) positions.
 * ``ndcg_at_k_single`` — NDCG with one target: 1/log2(rank+1) inside the top K.
 
-Ties in scores are broken by item index (lower index first) via ``torch.topk`` on CPU,
-which is stable for our purposes; tests use distinct scores.
+Ties in scores are broken by item index (lower index first) in every metric, so constant or
+degenerate scores cannot earn hits.
 """
 from __future__ import annotations
 
@@ -20,9 +20,17 @@ from torch import Tensor
 
 
 def _target_rank(scores: Tensor, targets: Tensor) -> Tensor:
-    """1-based rank of each target among its row's scores (count of strictly higher + 1)."""
+    """1-based rank of each target among its row's scores.
+
+    Ties go to the lower item index, as ``topk`` would list them, so a constant score vector
+    ranks the target by its index instead of first; NaN scores rank last.
+    """
+    scores = torch.nan_to_num(scores, nan=float("-inf"))
     target_scores = scores.gather(1, targets.view(-1, 1))
-    return (scores > target_scores).sum(dim=1) + 1
+    higher = (scores > target_scores).sum(dim=1)
+    index = torch.arange(scores.size(1), device=scores.device).unsqueeze(0)
+    tied_before = ((scores == target_scores) & (index < targets.view(-1, 1))).sum(dim=1)
+    return higher + tied_before + 1
 
 
 def hit_rate_at_k(scores: Tensor, targets: Tensor, k: int) -> Tensor:

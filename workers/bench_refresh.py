@@ -9,8 +9,13 @@ Protocol (one process, ``torch.set_num_threads(1)`` for both sides, median of ``
    user in ``D`` gets a new edge to a random item in ``D``, every item in ``D`` left without
    one gets a new edge to a random user in ``D``, and about half the users in ``D`` that
    have an edge to an item in ``D`` lose one — so exactly the nodes of ``D`` are dirty.
-4. Time ``full_propagation`` on the new graph and each local method from a fresh copy of
-   the cache (the copy is not timed), and compare every final embedding with the full one.
+4. For each local method, time ``full_propagation`` on the new graph and the method (from a
+   fresh copy of the cache; the copy is not timed) alternately, ``repeats`` times each, and
+   compare every final embedding with the full one.
+   Methods: ``exact`` (:func:`models.incremental.local_update`, whole-layer matmul where the
+   affected rows hold most edges), ``exact local-only`` (never falls back), ``push eps=e``
+   (:func:`models.incremental_push.push_update`; ``eps=0`` is exact, ``eps>0`` approximate,
+   flagged ``"exact": false`` whenever residuals are left pending).
 
 Building the new CSR (``graph_update_s``) is the same input for both sides and timed apart.
 """
@@ -27,16 +32,16 @@ from typing import Any
 
 import torch
 
-DEFAULT_EPS = (1e-7, 3e-7, 1e-6, 3e-6, 1e-5, 1e-4)
+DEFAULT_EPS = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 1e-3)
 TRAIN_FILE = "gowalla_lightgcn/derived/train_from_s_adj_mat.txt.gz"
 N_USERS, N_ITEMS = 29_858, 40_981
 
 
-def add_parser(sub) -> None:
-    """``bench refresh`` under an existing ``bench`` sub-parser set (the lead wires it in)."""
-    b = sub.add_parser("refresh", help="local embedding refresh vs full LightGCN propagation (Gowalla)")
+def add_parser(bench_sub) -> None:
+    """Register ``bench refresh`` on the ``bench`` sub-parsers (``bsub`` in :mod:`workers.bench`)."""
+    b = bench_sub.add_parser("refresh", help="local embedding refresh vs full LightGCN propagation (Gowalla)")
     add_arguments(b)
-    b.set_defaults(handler=lambda args: _print(args))
+    b.set_defaults(handler=run_refresh)
 
 
 def add_arguments(p: argparse.ArgumentParser) -> None:
@@ -56,14 +61,25 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", action="store_true")
 
 
-def _median_time(fn: Callable[[], Any], repeats: int, setup: Callable[[], Any] | None = None) -> tuple[float, Any]:
-    times, out = [], None
+def _paired_times(full: Callable[[], Any], local: Callable[[Any], Any], setup: Callable[[], Any],
+                  repeats: int) -> tuple[list[float], list[float], Any]:
+    """Alternate full and local runs (``full, local, full, local, ...``) so both sides see the
+    same machine load; returns medians ``[full_wall, local_wall]``, ``[full_cpu, local_cpu]``
+    and the last local output. ``setup`` (untimed) makes each local run's fresh cache copy.
+    CPU time (``process_time``) is less sensitive to other processes sharing the cores."""
+    walls: list[list[float]] = [[], []]
+    cpus: list[list[float]] = [[], []]
+    out = None
     for _ in range(repeats):
-        arg = setup() if setup is not None else None
-        t0 = time.perf_counter()
-        out = fn(arg) if setup is not None else fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times), out
+        for side, fn in enumerate((full, local)):
+            args = (setup(),) if side else ()
+            w0, c0 = time.perf_counter(), time.process_time()
+            result = fn(*args)
+            walls[side].append(time.perf_counter() - w0)
+            cpus[side].append(time.process_time() - c0)
+            if side:
+                out = result
+    return [statistics.median(w) for w in walls], [statistics.median(c) for c in cpus], out
 
 
 def load_gowalla_graph(data_root: Path | None):
@@ -94,7 +110,7 @@ def dirty_changes(graph, n_users: int, fraction: float, gen: torch.Generator):
 
     Returns ``(src, dst, weight)`` of undirected changes (weight 0 = removal).
     """
-    from models.incremental_graph import gather_rows
+    from models.incremental_graph import gather_rows, isin_sorted
 
     n = graph.num_nodes
     picked = torch.randperm(n, generator=gen)[: max(2, round(fraction * n))]
@@ -106,19 +122,19 @@ def dirty_changes(graph, n_users: int, fraction: float, gen: torch.Generator):
     def fresh_partners(a: torch.Tensor, pool: torch.Tensor) -> torch.Tensor:
         partner = pool[torch.randint(pool.numel(), (a.numel(),), generator=gen)]
         for _ in range(100):  # resample partners that are already neighbours
-            clash = torch.isin(a * n + partner, keys)
+            clash = isin_sorted(a * n + partner, keys)  # CSR entry keys are ascending
             if not bool(clash.any()):
                 return partner
             partner[clash] = pool[torch.randint(pool.numel(), (int(clash.sum()),), generator=gen)]
         raise RuntimeError("could not find non-adjacent partners; the dirty set is too dense")
 
     u_partner = fresh_partners(users, items)
-    lonely = items[~torch.isin(items, u_partner)]
+    lonely = items[~isin_sorted(items, torch.sort(u_partner).values)]
     i_partner = fresh_partners(lonely, users)
     src, dst = torch.cat([users, i_partner]), torch.cat([u_partner, lonely])
     key = src * n + dst
     keep = torch.ones(key.numel(), dtype=torch.bool)
-    keep[users.numel():] = ~torch.isin(key[users.numel():], key[: users.numel()])
+    keep[users.numel():] = ~isin_sorted(key[users.numel():], torch.sort(key[: users.numel()]).values)
     src, dst = src[keep], dst[keep]
     # removals: one existing edge between a dirty user and a dirty item, for about half the users
     in_d = torch.zeros(n, dtype=torch.bool)
@@ -147,43 +163,76 @@ def run_refresh_bench(data_root: Path | None = None, fractions: Sequence[float] 
     try:
         graph = load_gowalla_graph(data_root)
         x0 = ego_embeddings(graph.num_nodes, seed, checkpoint)
-        full_old_s, (final, layers) = _median_time(lambda: full_propagation(x0, graph, num_layers=num_layers), repeats)
-        cache = PropagationCache(final, layers)
+        cache = PropagationCache(*full_propagation(x0, graph, num_layers=num_layers))
         gen = torch.Generator().manual_seed(seed + 1)
-        results = []
+        results, changes = [], []
         for fraction in fractions:
             src, dst, w = dirty_changes(graph, N_USERS, fraction, gen)
             t0 = time.perf_counter()
             new_graph, dirty = apply_edge_changes(graph, src, dst, w)
             graph_update_s = time.perf_counter() - t0
-            full_s, (ref, ref_layers) = _median_time(lambda: full_propagation(x0, new_graph, num_layers=num_layers), repeats)
+            ref, ref_layers = full_propagation(x0, new_graph, num_layers=num_layers)
+            profile = _change_profile(fraction, graph, new_graph, dirty, cache, ref, ref_layers, graph_update_s)
+            changes.append({**profile, "added_edges": int((w > 0).sum()), "removed_edges": int((w == 0).sum())})
             methods: list[tuple[str, Callable]] = [
-                ("exact", lambda c: local_update(c, graph, new_graph, dirty, inplace=True))]
+                ("exact", lambda c: local_update(c, graph, new_graph, dirty, inplace=True)),
+                ("exact local-only", lambda c: local_update(c, graph, new_graph, dirty, inplace=True, dense_above=1.0))]
             for eps in (0.0, *eps_values):
                 methods.append((f"push eps={eps:g}",
                                 lambda c, eps=eps: push_update(c, graph, new_graph, dirty, eps=eps, inplace=True)))
             for name, fn in methods:
-                local_s, (out, stats) = _median_time(fn, repeats, setup=cache.clone)
+                # a running worker keeps its push buffers: allocating them is not part of an update
+                setup = cache.clone if not name.startswith("push") or name == "push eps=0" else (
+                    lambda: cache.clone().with_push_buffers())
+                (full_s, local_s), (full_cpu, local_cpu), (out, stats) = _paired_times(
+                    lambda: full_propagation(x0, new_graph, num_layers=num_layers), fn, setup, repeats)
                 results.append({
-                    "dirty_fraction": fraction, "dirty_nodes": int(dirty.numel()),
-                    "added_edges": int((w > 0).sum()), "removed_edges": int((w == 0).sum()),
-                    "affected_nodes": stats.affected[-1], "affected_per_layer": list(stats.affected),
-                    "pushed_per_layer": list(stats.pushed), "pending_rows": stats.pending,
-                    "edges_touched": stats.edges_touched, "graph_update_s": graph_update_s,
+                    "dirty_fraction": fraction, "dirty_nodes": int(dirty.numel()), "method": name,
+                    "exact": stats.exact, "affected_nodes": stats.affected[-1],
+                    "affected_per_layer": list(stats.affected), "pushed_per_layer": list(stats.pushed),
+                    "pending_rows": stats.pending, "edges_touched": stats.edges_touched,
                     "full_s": full_s, "local_s": local_s, "speedup": full_s / local_s,
+                    "full_cpu_s": full_cpu, "local_cpu_s": local_cpu, "speedup_cpu": full_cpu / local_cpu,
                     "max_abs_diff": float((out.final - ref).abs().max()),
                     "max_abs_diff_layers": float(max((a - b).abs().max() for a, b in zip(out.layers, ref_layers))),
-                    "method": name, "exact": stats.exact,
                 })
         return {"dataset": "gowalla", "edges": graph.num_entries // 2, "nodes": graph.num_nodes,
                 "layers": num_layers, "dim": int(x0.size(1)), "seed": seed, "repeats": repeats,
-                "threads": 1, "full_old_graph_s": full_old_s,
-                "embeddings": "checkpoint" if checkpoint else "random N(0, 0.1^2)", "results": results}
+                "threads": 1, "torch": torch.__version__, "load_avg_at_end": list(os.getloadavg()),
+                "embeddings": str(checkpoint) if checkpoint else "random N(0, 0.1^2)",
+                "changes": changes, "results": results}
     finally:
         torch.set_num_threads(threads)
 
 
-def _print(args: argparse.Namespace) -> int:
+def _change_profile(fraction: float, graph, new_graph, dirty: torch.Tensor, cache, ref: torch.Tensor,
+                    ref_layers: list[torch.Tensor], graph_update_s: float) -> dict[str, Any]:
+    """How far one change set reaches: the exact affected sets, and how many rows really move.
+
+    ``rows_changed_over[t]`` counts final embeddings that moved by more than ``t`` (max-abs);
+    any update within ``t`` of the full result must write at least those rows, and
+    ``layer2_rows_over[t]`` / ``layer2_edges_over[t]`` the layer-2 rows (and their edges) whose
+    change must reach layer 3 to keep it within ``t`` — a lower bound on any local method.
+    """
+    from models.incremental import k_hop_affected
+
+    deg = new_graph.indptr[1:] - new_graph.indptr[:-1]
+    moved = (ref - cache.final).abs().amax(1)
+    moved2 = (ref_layers[2] - cache.layers[2]).abs().amax(1)
+    thresholds = (1e-6, 1e-5, 1e-4)
+    return {
+        "dirty_fraction": fraction, "dirty_nodes": int(dirty.numel()),
+        "dirty_edge_share": float(deg[dirty].sum()) / new_graph.num_entries,
+        "graph_update_s": graph_update_s,
+        "affected_exact_per_layer": [int(a.numel()) for a in k_hop_affected(new_graph, dirty, len(ref_layers) - 1)],
+        "rows_changed_over": {f"{t:g}": int((moved > t).sum()) for t in thresholds},
+        "layer2_rows_over": {f"{t:g}": int((moved2 > t).sum()) for t in thresholds},
+        "layer2_edges_over": {f"{t:g}": int(deg[moved2 > t].sum()) for t in thresholds},
+    }
+
+
+def run_refresh(args: argparse.Namespace) -> int:
+    """CLI handler: run the benchmark, print JSON (``--json``) or a table."""
     out = run_refresh_bench(args.data_root, args.fractions, args.seed, eps_values=args.eps,
                             repeats=args.repeats, checkpoint=args.checkpoint)
     if args.json:
@@ -200,7 +249,7 @@ def _print(args: argparse.Namespace) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="bench_refresh", description=__doc__.splitlines()[0])
     add_arguments(p)
-    return _print(p.parse_args(argv))
+    return run_refresh(p.parse_args(argv))
 
 
 if __name__ == "__main__":
