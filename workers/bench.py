@@ -34,6 +34,8 @@ def add_parser(sub) -> None:
     b.add_argument("--batch-max", type=int, default=5000)
     b.add_argument("--json", action="store_true")
     b.set_defaults(handler=run_ingest)
+    from workers import bench_refresh
+    bench_refresh.add_parser(bsub)
 
 
 async def fill_topic(bootstrap: str, topic: str, n: int, seed: int = 7) -> None:
@@ -108,8 +110,8 @@ def naive_faust_eps(bootstrap: str, topic: str, n: int, data_dir: Path) -> float
                           "--events", str(n), "--data-dir", str(data_dir)],
                          capture_output=True, text=True, timeout=900)
     for line in out.stdout.splitlines():
-        if line.startswith("{"):
-            return float(json.loads(line)["eps"])
+        if '{"eps"' in line:  # faust may prefix terminal control codes
+            return float(json.loads(line[line.index('{"eps"'):])["eps"])
     raise RuntimeError(f"naive faust bench failed (exit {out.returncode}):\n{out.stdout[-2000:]}\n{out.stderr[-3000:]}")
 
 
