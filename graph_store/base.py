@@ -9,6 +9,7 @@ backends build on the same pure rules (:func:`graph_store.decay.add_decayed`,
 from __future__ import annotations
 
 import heapq
+import math
 from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
@@ -63,6 +64,26 @@ def top_by_weight(entries: Iterable[Neighbour], k: int | None) -> list[Neighbour
     if k is None:
         return sorted(entries, key=key)
     return heapq.nsmallest(k, entries, key=key)
+
+
+def _top_decayed(rows: list[tuple[str, float, int]], now_ms: int, half_life_ms: float,
+                 k: int | None) -> list[Neighbour]:
+    """``top_by_weight`` over ``(id, weight, t_ref)`` rows decayed to ``now_ms``.
+
+    The scorer calls this for every neighbour of every recent item, so it decays with plain
+    tuples and builds :class:`Neighbour` objects only for the ``k`` kept; same result as
+    ``top_by_weight(Neighbour(d, decayed_at(w, t, now_ms, hl)) ...)``.
+    """
+    if half_life_ms == math.inf:
+        keyed = [(-w, d) for d, w, _ in rows]
+    else:
+        c = -1.0 / half_life_ms
+        keyed = [(-(w * 2.0 ** (c * (now_ms - t))) if now_ms > t else -w, d) for d, w, t in rows]
+    if k is None or k >= len(keyed):
+        keyed.sort()
+    else:
+        keyed = heapq.nsmallest(k, keyed)
+    return [Neighbour(d, -nw) for nw, d in keyed]
 
 
 class GraphStore(ABC):
@@ -135,9 +156,8 @@ class GraphStore(ABC):
         _check_id("node_id", node_id)
         _check_time("now_ms", now_ms)
         _check_k(k)
-        hl = self.settings.half_life_ms
         rows = self._out_edges(edge_type, node_id)
-        return top_by_weight((Neighbour(d, decayed_at(w, t, now_ms, hl)) for d, w, t in rows), k)
+        return _top_decayed(rows, now_ms, self.settings.half_life_ms, k)
 
     def edge_weight(self, edge_type: str, src_id: str, dst_id: str, now_ms: int) -> float:
         """Decayed weight of one edge at ``now_ms``; 0.0 if absent."""

@@ -59,7 +59,7 @@ class BatchConsumer:
     def __init__(self, bootstrap: str, topics: list[str], *, group_id: str,
                  stored_offsets: Callable[[], Mapping[TP, int]], max_records: int = 5000,
                  timeout_ms: int = 100, client_id: str = "gnnrec",
-                 on_ready: Callable[[], None] | None = None) -> None:
+                 on_ready: Callable[[], None] | None = None, fetch_max_wait_ms: int = 100) -> None:
         self.on_ready = on_ready  # called once, at the first non-empty partition assignment
         self.topics = topics
         self.stored_offsets = stored_offsets
@@ -70,7 +70,8 @@ class BatchConsumer:
             bootstrap_servers=bootstrap, group_id=group_id, client_id=client_id,
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=max_records, fetch_max_bytes=64 * 1024 * 1024,
-            max_partition_fetch_bytes=16 * 1024 * 1024, **CONSUMER_DEFAULTS,
+            max_partition_fetch_bytes=16 * 1024 * 1024, fetch_max_wait_ms=fetch_max_wait_ms,
+            **CONSUMER_DEFAULTS,
         )
 
     async def start(self) -> None:

@@ -55,7 +55,9 @@ class ScoreLoop:
             bootstrap, [self.topics.interactions, self.topics.follows], group_id=settings.group_id,
             stored_offsets=lambda: self.committed, max_records=settings.batch_max,
             timeout_ms=settings.batch_timeout_ms, client_id=f"gnnrec-{worker}",
-            on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True))
+            on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True),
+            # A fetch returns as soon as any record is there; waiting less keeps latency low.
+            fetch_max_wait_ms=10)
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1)
         self._trending: list[Neighbour] = []
         self._trending_at = 0.0
