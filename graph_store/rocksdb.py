@@ -8,14 +8,15 @@ store whose writer is stopped.
 """
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import rocksdict
 
 from graph_store import codec
 from graph_store.base import EdgeRows
-from graph_store.batch import BatchContext, BatchDelta, BatchPlan, StoredWeights
+from graph_store.batch import BatchPlan, BatchView
 from graph_store.errors import GraphStoreError
 from graph_store.options import RocksDBOptions
 from graph_store.planned import PlannedGraphStore
@@ -32,7 +33,12 @@ from graph_store.schema import (
 __all__ = ["RocksDBGraphStore"]
 
 _EDGE, _WEIGHT, _U32, _I64 = codec.EDGE_KEY, codec.WEIGHT, codec.U32, codec.I64
-_CODES = codec.EDGE_CODE
+_POP = codec.POP_KEY
+_LOW32 = 0xFFFFFFFF
+# Key head of each edge type; "<forward>_rev" names the reverse of every forward type.
+_EDGE_HEAD = {t: b"E" + bytes([c]) for t, c in codec.EDGE_CODE.items()}
+_EDGE_HEAD["ui_rev"] = _EDGE_HEAD["iu"]
+_TYPES_BY_CODE = sorted(NODE_TYPES, key=codec.NODE_CODE.__getitem__)  # item, session, user
 
 
 class RocksDBGraphStore(PlannedGraphStore):
@@ -63,13 +69,22 @@ class RocksDBGraphStore(PlannedGraphStore):
         self._write_opt = options.to_write_options()
         self._node_cache: dict[str, dict[str, int]] = {t: {} for t in NODE_TYPES}
         self._session_cache: dict[str, SessionState] = {}
-        self._pop_cache: dict[str, tuple[float, int]] = {}
+        # Write-back caches of committed state, updated after each successful commit (this
+        # process is the only writer). Edge keys are batch.edge_key ints, popularity keys item
+        # indices. Each holds at most about options.cache_size entries (roughly 150-250 bytes
+        # each; sessions more, by their history) and is cleared when a batch could overflow it.
+        self._pop_cache: dict[int, tuple[float, int]] = {}
+        self._edge_cache: dict[str, dict[int, tuple[float, int]]] = {"ui": {}, "ii": {}, "uu": {}}
         self._db = open_rdict(self.path, options, read_only)
         try:
             self.settings, self._counters, self._wm = load_meta(
                 self._db, self.path, settings, read_only, self._write_opt
             )
             self._dirty_marks = self._scan_dirty()  # mirror: only new marks are written
+            # A cache that has seen every write since the store was empty is complete: a miss
+            # then means "absent" and the batch path reads nothing from RocksDB.
+            empty = not any(self._counters[f] for f in ("users", "items", "sessions", "ui", "ii", "uu"))
+            self._complete = dict.fromkeys(self._caches(), empty)
         except BaseException:
             self._db.close()
             raise
@@ -115,118 +130,154 @@ class RocksDBGraphStore(PlannedGraphStore):
         return found
 
     def _remember(self, node_type: str, pairs) -> None:
-        _bounded_update(self._node_cache[node_type], pairs, self.options.cache_size)
+        cache = self._node_cache[node_type]
+        if len(cache) >= self.options.cache_size:
+            cache.clear()
+            self._complete[node_type] = False
+        cache.update(pairs)
 
     def _ids_of(self, node_type: str, indices: list[int]) -> list[str]:
         values = self._db[[codec.index_key(node_type, i) for i in indices]]
         return [v.decode() for v in values]
 
     # ---- batch primitives ---------------------------------------------------------------
-    def _read_context(self, order: dict[str, list[str]]) -> BatchContext:
-        with self._guard():
-            ids = order["session"]
-            cache = self._session_cache
-            sessions = {s: cache[s] for s in ids if s in cache}
-            missing = [s for s in ids if s not in sessions]
-            values = self._db[[codec.session_key(s) for s in missing]] if missing else []
-            sessions.update((s, codec.decode_session(v)) for s, v in zip(missing, values) if v is not None)
-            # A stored session's last item starts this batch's first transition: index it too.
-            wanted = {**dict.fromkeys(order["item"]), **{st.items[-1]: None for st in sessions.values()}}
-            known = {
-                "user": self._lookup_indices("user", order["user"]),
-                "item": self._lookup_indices("item", list(wanted)),
-                "session": self._lookup_indices("session", ids),
-            }
+    def _batch_view(self, events: Sequence[Any]) -> BatchView:
+        self._make_room(len(events))
+        if not all(self._complete.values()):
+            with self._guard():
+                self._prefetch(events)
         counts = {t: self._counters[t + "s"] for t in NODE_TYPES}
-        return BatchContext(known, counts, sessions)
+        e = self._edge_cache
+        return BatchView(
+            self._node_cache, counts, self._session_cache, e["ui"], e["ii"], e["uu"], self._pop_cache,
+            {t: [] for t in NODE_TYPES},
+        )
 
-    def _read_weights(self, delta: BatchDelta) -> StoredWeights:
-        users, items = delta.node_index["user"], delta.node_index["item"]
-        n_users, n_items = delta.node_counts_before["user"], delta.node_counts_before["item"]
-        pack = _EDGE.pack
-        # Keys touching a node first seen in this batch cannot exist: do not read them.
-        groups = []
-        for edge_type, pairs, src_idx, dst_idx, n_src, n_dst in (
-            ("ui", delta.ui, users, items, n_users, n_items),
-            ("ii", delta.ii, items, items, n_items, n_items),
-            ("uu", dict.fromkeys((s, d) for s, d, _, _ in delta.follow_ops), users, users, n_users, n_users),
-        ):
-            code = _CODES[edge_type]
-            wanted, keys = [], []
-            for pair in pairs:
-                s, d = src_idx[pair[0]], dst_idx[pair[1]]
-                if s < n_src and d < n_dst:
-                    wanted.append(pair)
-                    keys.append(pack(b"E", code, s, d))
-            groups.append((wanted, keys))
-        out = StoredWeights()
-        cache = self._pop_cache
-        pop_wanted = []
-        for i in delta.pop:
-            if i in cache:
-                out.pop[i] = cache[i]
-            elif items[i] < n_items:
-                pop_wanted.append(i)
-        pop_keys = [codec.POP_KEY.pack(b"P", items[i]) for i in pop_wanted]
-        all_keys = [k for _, keys in groups for k in keys] + pop_keys
-        if not all_keys:
-            return out
-        with self._guard():
-            values = iter(self._db[all_keys])
+    def _forget_nodes(self, added: dict[str, list[str]]) -> None:
+        for t, ids in added.items():
+            cache = self._node_cache[t]
+            for node_id in ids:
+                cache.pop(node_id, None)
+
+    def _caches(self) -> dict[str, dict]:
+        return {
+            **{t: self._node_cache[t] for t in NODE_TYPES},
+            "sessions": self._session_cache, "pop": self._pop_cache, **self._edge_cache,
+        }
+
+    def _make_room(self, n_events: int) -> None:
+        """Clear each cache that a batch of ``n_events`` could push past ``cache_size``.
+
+        A batch adds at most 2 entries per event to any cache (a follow adds two users; an
+        item may also come from a stored session), and nothing is evicted while it runs, so
+        what ``_prefetch`` loaded is still there when the batch is planned. A cleared cache is
+        no longer complete: its misses are read from RocksDB until the store is reopened.
+        """
+        limit = self.options.cache_size - 2 * n_events
+        for name, cache in self._caches().items():
+            if cache and len(cache) > limit:
+                cache.clear()
+                self._complete[name] = False
+
+    def _prefetch(self, events: Sequence[Any]) -> None:
+        """Load into the incomplete caches the stored ids, sessions and edge values of a batch."""
+        done = self._complete
+        ids: dict[str, dict[str, None]] = {t: {} for t in NODE_TYPES}
+        users, items, sessions = ids["user"], ids["item"], ids["session"]
+        for e in events:
+            if hasattr(e, "item_id"):
+                users[e.user_id] = items[e.item_id] = sessions[e.session_id] = None
+            else:
+                users[e.src_user] = users[e.dst_user] = None
+        if not done["sessions"]:
+            cache = self._session_cache
+            missing = [s for s in sessions if s not in cache]
+            if missing:
+                values = self._db[[codec.session_key(s) for s in missing]]
+                cache.update((s, codec.decode_session(v)) for s, v in zip(missing, values) if v is not None)
+        for state in map(self._session_cache.get, sessions):
+            if state is not None:  # its last item starts the batch's first transition
+                items[state.items[-1]] = None
+        for t in NODE_TYPES:
+            if not done[t]:
+                self._lookup_indices(t, list(ids[t]))
+        self._prefetch_weights(events)
+
+    def _prefetch_weights(self, events: Sequence[Any]) -> None:
+        """Read the stored values of the batch's edges between known nodes that a cache misses."""
+        users, items = self._node_cache["user"], self._node_cache["item"]
+        wanted: dict[str, dict[int, None]] = {"ui": {}, "ii": {}, "uu": {}, "pop": {}}
+        ui, ii, uu, pop = wanted["ui"], wanted["ii"], wanted["uu"], wanted["pop"]
+        sessions = self._session_cache
+        prev_of: dict[str, str] = {}
+        for e in events:
+            if not hasattr(e, "item_id"):
+                s, d = users.get(e.src_user), users.get(e.dst_user)
+                if s is not None and d is not None:
+                    uu[s << 32 | d] = None
+                continue
+            u, i = users.get(e.user_id), items.get(e.item_id)
+            if i is None:
+                prev_of[e.session_id] = e.item_id
+                continue
+            pop[i] = None
+            if u is not None:
+                ui[u << 32 | i] = None
+            s = e.session_id
+            prev = prev_of.get(s)
+            if prev is None and s in sessions:
+                prev = sessions[s].items[-1]
+            if prev is not None and prev != e.item_id and prev in items:
+                ii[items[prev] << 32 | i] = None
+            prev_of[s] = e.item_id
+        for name, keys in wanted.items():
+            if self._complete[name]:
+                continue
+            cache = self._pop_cache if name == "pop" else self._edge_cache[name]
+            missing = [k for k in keys if k not in cache]
+            if not missing:
+                continue
+            if name == "pop":
+                raw = [codec.POP_KEY.pack(b"P", k) for k in missing]
+            else:
+                head = _EDGE_HEAD[name]
+                raw = [head + k.to_bytes(8, "big") for k in missing]
             unpack = _WEIGHT.unpack
-            for (wanted, _), dest in zip(groups, (out.ui, out.ii, out.uu)):
-                for pair in wanted:
-                    v = next(values)
-                    if v is not None:
-                        dest[pair] = unpack(v)
-            for item in pop_wanted:
-                v = next(values)
-                if v is not None:
-                    out.pop[item] = unpack(v)
-        return out
+            cache.update((k, unpack(v)) for k, v in zip(missing, self._db[raw]) if v is not None)
 
     def _commit(self, plan: BatchPlan, offsets: dict[TopicPartition, int]) -> None:
         batch = rocksdict.WriteBatch(raw_mode=True)
-        rows: list[tuple[bytes, bytes]] = []
-        put = rows.append
-        for t, added in plan.new_nodes.items():
-            for node_id, idx in added:
+        put = batch.put
+        pack_w = _WEIGHT.pack
+        # Keys go in ascending order (prefixes D < E < I < M < N < O < P < S; node types
+        # i < s < u): consecutive memtable inserts then land next to each other in the skiplist.
+        # Sorting ints and ids per group is much cheaper than sorting the (key, value) rows.
+        new_marks = {t: ids - self._dirty_marks[t] for t, ids in plan.dirty.items()}
+        for t in _TYPES_BY_CODE:
+            head = b"D" + codec.NODE_CODE[t]
+            for node_id in sorted(new_marks[t]):
+                put(head + node_id.encode(), b"")
+        for edge_type, values in (("ui", plan.ui), ("ii", plan.ii), ("uu", plan.uu_put)):
+            head, rev_head = _EDGE_HEAD[edge_type], _EDGE_HEAD[edge_type + "_rev"]
+            packed = {k: pack_w(w, t) for k, (w, t) in values.items()}
+            for k in sorted(packed):
+                put(head + k.to_bytes(8, "big"), packed[k])
+            rev = {(k & _LOW32) << 32 | k >> 32: v for k, v in packed.items()}
+            if edge_type == "uu":
+                for k in plan.uu_del:
+                    rev[(k & _LOW32) << 32 | k >> 32] = None
+                    batch.delete(head + k.to_bytes(8, "big"))
+            for k in sorted(rev):
+                value = rev[k]
+                if value is None:
+                    batch.delete(rev_head + k.to_bytes(8, "big"))
+                else:
+                    put(rev_head + k.to_bytes(8, "big"), value)
+        for t in _TYPES_BY_CODE:
+            for node_id, idx in plan.new_nodes[t]:
                 if idx > codec.MAX_INDEX:
                     raise GraphStoreError(f"more than 2**32 {t} nodes: the u32 node index is exhausted")
-                put((codec.node_key(t, node_id), _U32.pack(idx)))
-                put((codec.index_key(t, idx), node_id.encode()))
-        users, items = plan.node_index["user"], plan.node_index["item"]
-        pack, pack_w = _EDGE.pack, _WEIGHT.pack
-        for edge_type, values, src_idx, dst_idx in (
-            ("ui", plan.ui, users, items),
-            ("ii", plan.ii, items, items),
-            ("uu", plan.uu_put, users, users),
-        ):
-            code = _CODES[edge_type]
-            for (s, d), (w, t) in values.items():
-                si, di = src_idx[s], dst_idx[d]
-                value = pack_w(w, t)
-                put((pack(b"E", code, si, di), value))
-                put((pack(b"E", code + 1, di, si), value))  # reverse type code is forward + 1
-        for s, d in plan.uu_del:
-            si, di = users[s], users[d]
-            batch.delete(pack(b"E", _CODES["uu"], si, di))
-            batch.delete(pack(b"E", _CODES["uu_rev"], di, si))
-        for item, (w, t) in plan.pop.items():
-            put((codec.POP_KEY.pack(b"P", items[item]), pack_w(w, t)))
-        for session_id, state in plan.sessions.items():
-            put((codec.session_key(session_id), codec.encode_session(state)))
-        for (topic, partition), offset in offsets.items():
-            put((codec.offset_key(topic, partition), _I64.pack(offset)))
-        wm = self._wm
-        if plan.watermark is not None and (wm is None or plan.watermark > wm):
-            wm = plan.watermark
-            put((codec.META_WATERMARK, _I64.pack(wm)))
-        new_marks = {t: ids - self._dirty_marks[t] for t, ids in plan.dirty.items()}
-        for t, ids in new_marks.items():
-            head = b"D" + codec.NODE_CODE[t]
-            for node_id in ids:
-                put((head + node_id.encode(), b""))
+                put(codec.index_key(t, idx), node_id.encode())
         counters = dict(self._counters)
         for t, added in plan.new_nodes.items():
             counters[t + "s"] += len(added)
@@ -235,24 +286,40 @@ class RocksDBGraphStore(PlannedGraphStore):
         counters["interactions"] += plan.stats.interactions
         counters["follows"] += plan.follows
         counters["unfollows"] += plan.unfollows
-        put((codec.META_COUNTERS, codec.encode_counters(counters)))
-        # Keys go in sorted: consecutive memtable inserts then land near each other in the
-        # skiplist, which made the write ~30% cheaper in bench/store_apply.py.
-        rows.sort()
-        put_raw = batch.put
-        for key, value in rows:
-            put_raw(key, value)
+        put(codec.META_COUNTERS, codec.encode_counters(counters))
+        wm = self._wm
+        if plan.watermark is not None and (wm is None or plan.watermark > wm):
+            wm = plan.watermark
+            put(codec.META_WATERMARK, _I64.pack(wm))
+        for t in _TYPES_BY_CODE:
+            head = b"N" + codec.NODE_CODE[t]
+            for node_id, idx in sorted(plan.new_nodes[t]):
+                put(head + node_id.encode(), _U32.pack(idx))
+        for key, offset in sorted((codec.offset_key(t, p), o) for (t, p), o in offsets.items()):
+            put(key, _I64.pack(offset))
+        pop = plan.pop
+        for i in sorted(pop):
+            put(_POP.pack(b"P", i), pack_w(*pop[i]))
+        sessions = plan.sessions
+        encode_session = codec.encode_session
+        for s in sorted(sessions):
+            put(b"S" + s.encode(), encode_session(sessions[s]))
         with self._guard():
             self._db.write(batch, self._write_opt)
-        # Only after the commit succeeded: in-memory mirrors of committed state.
+        # Only after the commit succeeded: in-memory mirrors of committed state (the new ids
+        # are in the node caches already: aggregate added them, a failed commit removes them).
         self._counters, self._wm = counters, wm
-        for t, added in plan.new_nodes.items():
-            self._remember(t, added)
         for t, ids in new_marks.items():
             self._dirty_marks[t] |= ids
-        size = self.options.cache_size
-        _bounded_update(self._session_cache, plan.sessions.items(), size)
-        _bounded_update(self._pop_cache, plan.pop.items(), size)
+        self._session_cache.update(sessions)
+        self._pop_cache.update(pop)
+        edges = self._edge_cache
+        edges["ui"].update(plan.ui)
+        edges["ii"].update(plan.ii)
+        uu = edges["uu"]
+        uu.update(plan.uu_put)
+        for k in plan.uu_del:
+            uu.pop(k, None)
 
     # ---- read primitives ------------------------------------------------------------------
     def _committed_offsets(self) -> dict[TopicPartition, int]:
@@ -360,9 +427,3 @@ class RocksDBGraphStore(PlannedGraphStore):
     def _close(self) -> None:
         self._db.close()
 
-
-def _bounded_update(cache: dict, pairs, size: int) -> None:
-    """Add ``pairs`` to a cache of at most ``size`` entries, clearing it when it would overflow."""
-    if len(cache) >= size:
-        cache.clear()
-    cache.update(pairs)

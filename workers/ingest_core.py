@@ -11,8 +11,20 @@ from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
-from stream.events import DeadLetter, Invalid, ValidationLimits, decode_follow, decode_interaction
+from graph_store.batch import FOLLOW_OPS as STORE_FOLLOW_OPS
+from graph_store.batch import MAX_ID_CHARS, MAX_TS
+from graph_store.schema import StoreSettings
+from stream.events import (
+    FOLLOW_OPS,
+    INTERACTION_KINDS,
+    DeadLetter,
+    Invalid,
+    ValidationLimits,
+    decode_follow,
+    decode_interaction,
+)
 from stream.topics import TopicSettings
+from workers.fast_decode import decode_interactions
 from workers.kafka_io import TP, RawRecord
 
 
@@ -30,6 +42,23 @@ class PreparedBatch:
     @property
     def reasons(self) -> Counter:
         return Counter(d.reason for d in self.dead)
+
+
+def store_trusts_decoder(settings: StoreSettings, limits: ValidationLimits, now_ms: int) -> bool:
+    """Whether events decoded under ``limits`` at ``now_ms`` pass the store's own validation.
+
+    The :mod:`stream.events` decoders check ids (``str``, 1..``max_id_len`` chars), ``ts``
+    (``int`` in ``[0, now_ms + max_future_skew_ms]``), kind, weight (``None`` or a finite float
+    ``>= 0``) and op; the store needs ids of at most 256 chars, ``ts < 2**63`` and kinds it has
+    a weight for. When this holds the worker may call ``apply_many(..., trusted=True)`` and
+    skip the second, identical validation.
+    """
+    return (
+        limits.max_id_len <= MAX_ID_CHARS
+        and now_ms + limits.max_future_skew_ms <= MAX_TS
+        and INTERACTION_KINDS <= settings.kind_weights.keys()
+        and FOLLOW_OPS <= set(STORE_FOLLOW_OPS)
+    )
 
 
 class IngestCore:
@@ -56,16 +85,25 @@ class IngestCore:
         offsets: dict[TP, int] = {}
         consumed: Counter = Counter()
         skipped = 0
+        kept: list[RawRecord] = []
+        inter = self.topics.interactions
+        committed_get, offsets_get = committed.get, offsets.get
         for rec in records:
             tp = (rec.topic, rec.partition)
-            if rec.offset < committed.get(tp, 0):
+            nxt = rec.offset + 1
+            if nxt <= committed_get(tp, 0):
                 skipped += 1  # already in the store: a replay after restart or rebalance
                 continue
-            consumed[rec.topic] += 1
-            if rec.offset + 1 > offsets.get(tp, 0):
-                offsets[tp] = rec.offset + 1
-            value = self.decode(rec, now_ms)
-            if isinstance(value, Invalid):
+            if nxt > offsets_get(tp, 0):
+                offsets[tp] = nxt
+            kept.append(rec)
+        consumed.update(r.topic for r in kept)
+        # Interactions (the bulk of the stream) are decoded in one batch; the rest one by one.
+        decoded = iter(decode_interactions(
+            [r.value for r in kept if r.topic == inter and r.value is not None], now_ms=now_ms, limits=self.limits))
+        for rec in kept:
+            value = next(decoded) if rec.topic == inter and rec.value is not None else self.decode(rec, now_ms)
+            if type(value) is Invalid:
                 dead.append(self.dead_letter(rec, value, now_ms))
             else:
                 events.append(value)
