@@ -101,18 +101,22 @@ class GraphStore(ABC):
 
     # ---- writes -----------------------------------------------------------------------
     def apply_many(
-        self, events: Sequence[Any], offsets: Mapping[TopicPartition, int] | None = None
+        self, events: Sequence[Any], offsets: Mapping[TopicPartition, int] | None = None,
+        *, trusted: bool = False,
     ) -> ApplyStats:
         """Apply a batch of interactions/follows and record ``offsets`` in the same commit.
 
         Raises :class:`InvalidEventError` / :class:`InvalidOffsetsError` before writing
-        anything if an input is malformed. Skipping replays is the caller's job
+        anything if an input is malformed. ``trusted=True`` skips the per-event checks for
+        events already validated by the same rules (the ingest worker's decoders); offsets are
+        always checked. Skipping replays is the caller's job
         (see :func:`graph_store.offsets.filter_replays`).
         """
         self._check_writable()
         if isinstance(events, (str, bytes)) or not isinstance(events, Sequence):
             raise InvalidEventError(f"events must be a sequence (list/tuple) of events, got {type(events)}")
-        validate_events(events, self.settings.kind_weights)
+        if not trusted:
+            validate_events(events, self.settings.kind_weights)
         return self._apply_many(events, validate_offsets(offsets))
 
     def apply_one(self, event: Any, offsets: Mapping[TopicPartition, int] | None = None) -> ApplyStats:

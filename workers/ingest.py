@@ -19,7 +19,6 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from graph_store import GraphStore
-from graph_store.planned import PlannedGraphStore
 from stream.events import ValidationLimits, encode
 from workers import metrics as m
 from workers.ingest_core import IngestCore, PreparedBatch, store_trusts_decoder
@@ -76,12 +75,9 @@ class IngestLoop:
         if batch.dead:
             await self._send_dead_letters(batch)
         if batch.offsets:
-            if isinstance(self.store, PlannedGraphStore) and store_trusts_decoder(
-                    self.store.settings, self.core.limits, now_ms):
-                # The decoders already checked every event by the store's rules: skip re-validation.
-                stats = self.store.apply_many(batch.events, batch.offsets, trusted=True)
-            else:
-                stats = self.store.apply_many(batch.events, batch.offsets)
+            # The decoders already checked every event by the store's rules: skip re-validation.
+            trusted = store_trusts_decoder(self.store.settings, self.core.limits, now_ms)
+            stats = self.store.apply_many(batch.events, batch.offsets, trusted=trusted)
             self.committed.update(batch.offsets)
             m.EVENTS_APPLIED.labels(self.worker, "interaction").inc(stats.interactions)
             m.EVENTS_APPLIED.labels(self.worker, "follow").inc(stats.follows)
