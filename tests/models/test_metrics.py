@@ -64,14 +64,16 @@ def test_metrics_are_invariant_to_item_relabelling() -> None:
         assert torch.allclose(metrics.mrr_at_k(shuffled, targets, k), metrics.mrr_at_k(SCORES, TARGETS, k))
 
 
-@pytest.mark.xfail(strict=True, reason=(
-    "metrics._target_rank counts only strictly higher scores, so a target tied with other items "
-    "gets the best rank among them: a constant (or all-NaN) score vector reaches HR@K = 1. "
-    "Reported to the lead; remove this marker when ties are ranked pessimistically or by index."))
-def test_tied_scores_do_not_count_as_hits() -> None:
-    constant = torch.zeros(2, 100)
-    targets = torch.tensor([50, 99])
-    assert metrics.hit_rate_at_k(constant, targets, 20).sum().item() < 2.0
+def test_tied_scores_rank_by_item_index_and_nan_ranks_last() -> None:
+    constant = torch.zeros(3, 100)
+    targets = torch.tensor([50, 99, 5])
+    # Ties go to the lower index: ranks 51, 100 and 6.
+    assert metrics.hit_rate_at_k(constant, targets, 20).tolist() == [0.0, 0.0, 1.0]
+    assert metrics.mrr_at_k(constant, targets, 20).tolist() == pytest.approx([0.0, 0.0, 1 / 6])
+    nan = torch.full((1, 10), float("nan"))
+    nan[0, 3] = 0.5
+    assert metrics.mrr_at_k(nan, torch.tensor([3]), 5).item() == 1.0
+    assert metrics.hit_rate_at_k(nan, torch.tensor([4]), 3).item() == 0.0
 
 
 # ---- losses -----------------------------------------------------------------------------
