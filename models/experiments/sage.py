@@ -49,8 +49,8 @@ class SageConfig:
     num_walks: int = 20
     walk_length: int = 3
     top_t: int = 10
-    lr: float = 1e-3
-    batch_size: int = 512
+    lr: float = 5e-3
+    batch_size: int = 1024
     epochs: int = 10
     hard_hi0: int = 400
     hard_hi_min: int = 50
