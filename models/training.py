@@ -122,8 +122,7 @@ class TopKAccumulator:
     """Running means of single-target ranking metrics over batches of full score rows.
 
     Keys are ``hr@K``, ``mrr@K`` and ``ndcg@K``, as **fractions** in [0, 1] (SR-GNN's P@20 of
-    50.73 % is 0.5073 here). Uses :mod:`models.metrics`, so ties count in the target's favour
-    exactly as there.
+    50.73 % is 0.5073 here). Uses :mod:`models.metrics`, so ties are ranked exactly as there.
     """
 
     def __init__(self, k: int = 20) -> None:

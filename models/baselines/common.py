@@ -5,12 +5,11 @@ Every baseline scores all items ``0..n_items`` (column 0 is padding, always ``-i
 batch of test prefixes, and is evaluated on exactly the protocol's test examples with the same
 metrics as the GNNs (``hr@20``, ``mrr@20``, ``ndcg@20``, fractions).
 
-**Ties.** Count-based scores tie a lot (most items score 0), and :mod:`models.metrics` ranks a
-target by the number of *strictly* higher scores, which would count a zero-scored target as a
-hit whenever fewer than K items score above zero. So every baseline adds :func:`tie_breaker`: a
-per-item offset smaller than any score gap, ordered by training popularity (then by id). The
-effect is that items a method cannot rank are back-filled by popularity — the usual practice —
-and no two items ever tie.
+**Ties.** Count-based scores tie a lot (most items score 0). :mod:`models.metrics` breaks ties
+by item index, which would order the items a method cannot rank by their arbitrary ids. So every
+baseline adds :func:`tie_breaker`: a per-item offset smaller than any score gap, ordered by
+training popularity (then by id). Items a method cannot rank are thus back-filled by popularity,
+the usual practice, and no two items ever tie.
 """
 from __future__ import annotations
 
