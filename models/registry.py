@@ -37,7 +37,7 @@ BASELINES: dict[str, str] = {
     "vsknn": "models.baselines.vsknn",
 }
 
-DATASETS = ("diginetica", "yoochoose64", "gowalla", "delicious")
+DATASETS = ("diginetica", "yoochoose64", "gowalla", "delicious", "gowalla_inductive")
 
 
 class UnknownNameError(ValueError):

@@ -137,3 +137,12 @@ def test_popularity_on_a_slice(shared_data: Path) -> None:
     # measured here: recall 0.0444, ndcg 0.0502, hr 0.334 (first 1,000 users)
     assert metrics["recall@20"] == pytest.approx(0.0444, abs=2e-3)
     assert metrics["hr@20"] == pytest.approx(0.334, abs=5e-3)
+
+
+def test_restrict_items_reindexes_in_given_order() -> None:
+    split = _toy_split()  # train: (0, 0), (1, 2); test: user 0 → {1, 3}, user 1 → {4}
+    sub = split.restrict_items(torch.tensor([3, 2, 1]))  # 3 → 0, 2 → 1, 1 → 2
+    assert (sub.n_users, sub.n_items) == (2, 3)
+    assert sub.train_edge_index.tolist() == [[1], [1]]
+    assert sub.test_indptr.tolist() == [0, 2, 2]
+    assert sub.test_items.tolist() == [0, 2]
