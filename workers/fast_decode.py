@@ -29,7 +29,7 @@ from stream.events import (
     decode_interaction,
 )
 
-__all__ = ["decode_interactions"]
+__all__ = ["decode_interactions", "decode_interactions_split"]
 
 _FIELDS = ("user_id", "item_id", "session_id", "ts", "kind", "weight")
 
@@ -49,7 +49,23 @@ def decode_interactions(
     values: Sequence[bytes], *, now_ms: int, limits: ValidationLimits
 ) -> list[Interaction | Invalid]:
     """``[decode_interaction(v, now_ms=now_ms, limits=limits) for v in values]``, faster."""
-    out: list[Interaction | Invalid] = []
+    ok, rejects = decode_interactions_split(values, now_ms=now_ms, limits=limits)
+    for index, why in rejects:  # ascending, so each insert lands at its original position
+        ok.insert(index, why)
+    return ok
+
+
+def decode_interactions_split(
+    values: Sequence[bytes | None], *, now_ms: int, limits: ValidationLimits
+) -> tuple[list[Interaction], list[tuple[int, Invalid]]]:
+    """:func:`decode_interactions` split into the decoded events (in order) and the rejects.
+
+    Returns ``(events, [(index in values, Invalid), ...])``, indices ascending. The ingest path
+    uses this form: in a clean batch it then needs no second pass over the records to tell
+    events from rejects.
+    """
+    out: list[Interaction] = []
+    rejects: list[tuple[int, Invalid]] = []
     append = out.append
     loads, JSONDecodeError = orjson.loads, orjson.JSONDecodeError
     mx, max_bytes, max_ts = limits.max_id_len, limits.max_bytes, now_ms + limits.max_future_skew_ms
@@ -59,7 +75,7 @@ def decode_interactions(
     else:
         new = object.__new__
         s_user, s_item, s_session, s_ts, s_kind, s_weight = _SETTERS
-    for raw in values:
+    for index, raw in enumerate(values):
         try:
             obj = loads(raw) if raw is not None and len(raw) <= max_bytes else None
         except (JSONDecodeError, TypeError):
@@ -88,5 +104,9 @@ def decode_interactions(
                     s_weight(e, weight)
                     append(e)
                 continue
-        append(decode_interaction(raw, now_ms=now_ms, limits=limits))
-    return out
+        value = decode_interaction(raw, now_ms=now_ms, limits=limits)
+        if type(value) is Invalid:
+            rejects.append((index, value))
+        else:
+            append(value)
+    return out, rejects

@@ -65,13 +65,14 @@ class IngestLoop:
 
     async def run_once(self) -> int:
         """One batch; returns the number of records consumed (0 on an idle poll)."""
-        records = await self.consumer.get_batch()
-        if not records:
+        parts = await self.consumer.get_partitions()
+        if not parts:
             self._maybe_export_gauges(force=False)
             return 0
+        n_records = sum(map(len, parts.values()))
         started = time.perf_counter()
         now_ms = int(self.clock() * 1000)
-        batch = self.core.prepare(records, self.committed, now_ms)
+        batch = self.core.prepare_partitions(parts, self.committed, now_ms)
         if batch.dead:
             await self._send_dead_letters(batch)
         if batch.offsets:
@@ -83,14 +84,14 @@ class IngestLoop:
             m.EVENTS_APPLIED.labels(self.worker, "follow").inc(stats.follows)
             self.applied += stats.interactions + stats.follows
         m.BATCH_APPLY_SECONDS.labels(self.worker).observe(time.perf_counter() - started)
-        m.BATCH_SIZE.labels(self.worker).observe(len(records))
+        m.BATCH_SIZE.labels(self.worker).observe(n_records)
         for topic, n in batch.consumed.items():
             m.EVENTS_CONSUMED.labels(self.worker, topic).inc(n)
         if batch.skipped:
             m.EVENTS_SKIPPED.labels(self.worker).inc(batch.skipped)
         await self._maybe_commit_to_kafka()
         self._maybe_export_gauges(force=False)
-        return len(records)
+        return n_records
 
     async def _send_dead_letters(self, batch: PreparedBatch) -> None:
         # Await delivery before the store commit: if we crash in between, the record is

@@ -10,6 +10,8 @@ import hashlib
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import groupby
+from typing import Protocol
 
 from graph_store.batch import FOLLOW_OPS as STORE_FOLLOW_OPS
 from graph_store.batch import MAX_ID_CHARS, MAX_TS
@@ -24,8 +26,22 @@ from stream.events import (
     decode_interaction,
 )
 from stream.topics import TopicSettings
-from workers.fast_decode import decode_interactions
+from workers.fast_decode import decode_interactions_split
 from workers.kafka_io import TP, RawRecord
+
+
+class Record(Protocol):
+    """What the core reads of a consumed record: a :class:`RawRecord` or an aiokafka ``ConsumerRecord``."""
+
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+
+
+def _tp(rec: Record) -> TP:
+    return rec.topic, rec.partition
 
 
 DEAD_LETTER_MAX_VALUE = 256 * 1024
@@ -69,7 +85,7 @@ class IngestCore:
         self.limits = limits
         self.worker = worker
 
-    def decode(self, record: RawRecord, now_ms: int):
+    def decode(self, record: Record, now_ms: int):
         """An Interaction/Follow, or an :class:`Invalid` saying why not."""
         if record.value is None:
             return Invalid("malformed_json", "record has no value (null payload)")
@@ -80,36 +96,62 @@ class IngestCore:
         return Invalid("unknown_topic", f"ingest does not read topic {record.topic!r}")
 
     def prepare(self, records: Sequence[RawRecord], committed: Mapping[TP, int], now_ms: int) -> PreparedBatch:
+        """Decode a flat list of records in consumption order (any offsets, any interleaving)."""
+        runs = [(tp, list(group)) for tp, group in groupby(records, key=_tp)]
+        return self._prepare_runs(runs, committed, now_ms, ordered=False)
+
+    def prepare_partitions(self, parts: Mapping[TP, Sequence[Record]], committed: Mapping[TP, int],
+                           now_ms: int) -> PreparedBatch:
+        """The hot path: one fetch as ``{(topic, partition): records}``, each list in offset order.
+
+        That is what :meth:`workers.kafka_io.BatchConsumer.get_partitions` returns (aiokafka
+        hands out a partition's records in increasing offset order), so replays are a prefix of
+        each list and the next offset is that of the last record plus one: no per-record check.
+        The events come out partition by partition, as with :meth:`prepare` over the same records.
+        """
+        return self._prepare_runs(parts.items(), committed, now_ms, ordered=True)
+
+    def _prepare_runs(self, runs, committed: Mapping[TP, int], now_ms: int, *, ordered: bool) -> PreparedBatch:
         events: list = []
         dead: list[DeadLetter] = []
         offsets: dict[TP, int] = {}
         consumed: Counter = Counter()
         skipped = 0
-        kept: list[RawRecord] = []
         inter = self.topics.interactions
-        committed_get, offsets_get = committed.get, offsets.get
-        for rec in records:
-            tp = (rec.topic, rec.partition)
-            nxt = rec.offset + 1
-            if nxt <= committed_get(tp, 0):
-                skipped += 1  # already in the store: a replay after restart or rebalance
+        for tp, recs in runs:
+            if not recs:
                 continue
-            if nxt > offsets_get(tp, 0):
-                offsets[tp] = nxt
-            kept.append(rec)
-        consumed.update(r.topic for r in kept)
-        # Interactions (the bulk of the stream) are decoded in one batch; the rest one by one.
-        decoded = iter(decode_interactions(
-            [r.value for r in kept if r.topic == inter and r.value is not None], now_ms=now_ms, limits=self.limits))
-        for rec in kept:
-            value = next(decoded) if rec.topic == inter and rec.value is not None else self.decode(rec, now_ms)
-            if type(value) is Invalid:
-                dead.append(self.dead_letter(rec, value, now_ms))
+            start = committed.get(tp, 0)
+            if not ordered or recs[0].offset < start:
+                kept = [r for r in recs if r.offset >= start]  # below start: already in the store
+                skipped += len(recs) - len(kept)
+                if not kept:
+                    continue
             else:
-                events.append(value)
+                kept = recs
+            nxt = (kept[-1].offset if ordered else max(r.offset for r in kept)) + 1
+            if nxt > offsets.get(tp, 0):
+                offsets[tp] = nxt
+            consumed[tp[0]] += len(kept)
+            if tp[0] != inter:
+                for rec in kept:
+                    value = self.decode(rec, now_ms)
+                    if type(value) is Invalid:
+                        dead.append(self.dead_letter(rec, value, now_ms))
+                    else:
+                        events.append(value)
+                continue
+            # Interactions (the bulk of the stream) are decoded in one call per run.
+            ok, rejects = decode_interactions_split([r.value for r in kept], now_ms=now_ms, limits=self.limits)
+            events += ok
+            for index, why in rejects:
+                rec = kept[index]
+                if rec.value is None:  # the worker's own wording for a null payload
+                    why = self.decode(rec, now_ms)
+                dead.append(self.dead_letter(rec, why, now_ms))
         return PreparedBatch(events, dead, offsets, skipped, consumed)
 
-    def dead_letter(self, rec: RawRecord, why: Invalid, now_ms: int) -> DeadLetter:
+    def dead_letter(self, rec: Record, why: Invalid, now_ms: int) -> DeadLetter:
         value = rec.value if rec.value is not None else b""
         detail = why.detail
         if len(value) > DEAD_LETTER_MAX_VALUE:

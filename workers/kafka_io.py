@@ -91,6 +91,21 @@ class BatchConsumer:
                 self._positions[tp] = msgs[-1].offset + 1
         return out
 
+    async def get_partitions(self) -> dict[TP, list]:
+        """One fetch as ``{(topic, partition): records}`` (aiokafka ``ConsumerRecord``s, each list
+        in offset order), without copying each record into a :class:`RawRecord`.
+
+        The ingest hot path reads only topic, partition, offset, key and value, which both
+        types carry; the copy cost about 1 µs per record, a third of the bare consume rate.
+        """
+        batches = await self.consumer.getmany(timeout_ms=self.timeout_ms, max_records=self.max_records)
+        out: dict[TP, list] = {}
+        for tp, msgs in batches.items():
+            if msgs:
+                out[(tp.topic, tp.partition)] = msgs
+                self._positions[tp] = msgs[-1].offset + 1
+        return out
+
     async def commit(self, offsets: Mapping[TP, int]) -> None:
         """Best-effort Kafka commit for lag dashboards; the store holds the real positions."""
         if not offsets:

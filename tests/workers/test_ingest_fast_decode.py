@@ -98,3 +98,21 @@ def test_the_store_trusts_the_decoder_only_when_their_rules_agree():
     assert not store_trusts_decoder(StoreSettings(), ValidationLimits(max_id_len=300), NOW)
     assert not store_trusts_decoder(StoreSettings(kind_weights={"click": 1.0}), ValidationLimits(), NOW)
     assert not store_trusts_decoder(StoreSettings(), ValidationLimits(max_future_skew_ms=2**63), NOW)
+
+
+@settings(max_examples=100, deadline=None)
+@given(values=st.lists(st.one_of(payloads, st.none()), max_size=12), start=st.integers(0, 14),
+       split=st.integers(0, 12))
+def test_prepare_partitions_equals_prepare_over_the_same_records(values, start, split):
+    """The hot path (per-partition lists in offset order) decides exactly as the flat path."""
+    follow = encode(Follow("u1", "u2", NOW, "follow"))
+    inter = [RawRecord("interactions", 0, k, b"k", v, NOW) for k, v in enumerate(values)]
+    other = [RawRecord("interactions", 3, k, None, v, NOW) for k, v in enumerate(values[:split])]
+    follows = [RawRecord("follows", 1, k, b"k", follow, NOW) for k in range(3)]
+    committed = {("interactions", 0): start, ("follows", 1): 1}
+    core = IngestCore(TopicSettings(), LIMITS, "t")
+    parts = {("interactions", 0): inter, ("follows", 1): follows, ("interactions", 3): other}
+    fast = core.prepare_partitions(parts, committed, NOW)
+    flat = core.prepare(inter + follows + other, committed, NOW)
+    assert fast == flat
+    assert fast.skipped == min(start, len(values)) + 1
