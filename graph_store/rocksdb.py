@@ -8,6 +8,7 @@ store whose writer is stopped.
 """
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,6 @@ from graph_store.schema import (
 __all__ = ["RocksDBGraphStore"]
 
 _EDGE, _WEIGHT, _U32, _I64 = codec.EDGE_KEY, codec.WEIGHT, codec.U32, codec.I64
-_POP = codec.POP_KEY
 _LOW32 = 0xFFFFFFFF
 # Key head of each edge type; "<forward>_rev" names the reverse of every forward type.
 _EDGE_HEAD = {t: b"E" + bytes([c]) for t, c in codec.EDGE_CODE.items()}
@@ -246,9 +246,11 @@ class RocksDBGraphStore(PlannedGraphStore):
             cache.update((k, unpack(v)) for k, v in zip(missing, self._db[raw]) if v is not None)
 
     def _commit(self, plan: BatchPlan, offsets: dict[TopicPartition, int]) -> None:
+        for t, added in plan.new_nodes.items():
+            if added and added[-1][1] > codec.MAX_INDEX:  # index order: the last is the largest
+                raise GraphStoreError(f"more than 2**32 {t} nodes: the u32 node index is exhausted")
         batch = rocksdict.WriteBatch(raw_mode=True)
         put = batch.put
-        pack_w = _WEIGHT.pack
         # Keys go in ascending order (prefixes D < E < I < M < N < O < P < S; node types
         # i < s < u): consecutive memtable inserts then land next to each other in the skiplist.
         # Sorting ints and ids per group is much cheaper than sorting the (key, value) rows.
@@ -259,24 +261,15 @@ class RocksDBGraphStore(PlannedGraphStore):
                 put(head + node_id.encode(), b"")
         for edge_type, values in (("ui", plan.ui), ("ii", plan.ii), ("uu", plan.uu_put)):
             head, rev_head = _EDGE_HEAD[edge_type], _EDGE_HEAD[edge_type + "_rev"]
-            packed = {k: pack_w(w, t) for k, (w, t) in values.items()}
-            for k in sorted(packed):
-                put(head + k.to_bytes(8, "big"), packed[k])
-            rev = {(k & _LOW32) << 32 | k >> 32: v for k, v in packed.items()}
+            if values:
+                for keys, packed in codec.encode_weight_rows((head, rev_head), values):
+                    deque(map(put, keys, packed), 0)  # the loop runs in C
             if edge_type == "uu":
                 for k in plan.uu_del:
-                    rev[(k & _LOW32) << 32 | k >> 32] = None
                     batch.delete(head + k.to_bytes(8, "big"))
-            for k in sorted(rev):
-                value = rev[k]
-                if value is None:
-                    batch.delete(rev_head + k.to_bytes(8, "big"))
-                else:
-                    put(rev_head + k.to_bytes(8, "big"), value)
+                    batch.delete(rev_head + ((k & _LOW32) << 32 | k >> 32).to_bytes(8, "big"))
         for t in _TYPES_BY_CODE:
             for node_id, idx in plan.new_nodes[t]:
-                if idx > codec.MAX_INDEX:
-                    raise GraphStoreError(f"more than 2**32 {t} nodes: the u32 node index is exhausted")
                 put(codec.index_key(t, idx), node_id.encode())
         counters = dict(self._counters)
         for t, added in plan.new_nodes.items():
@@ -298,8 +291,9 @@ class RocksDBGraphStore(PlannedGraphStore):
         for key, offset in sorted((codec.offset_key(t, p), o) for (t, p), o in offsets.items()):
             put(key, _I64.pack(offset))
         pop = plan.pop
-        for i in sorted(pop):
-            put(_POP.pack(b"P", i), pack_w(*pop[i]))
+        if pop:
+            ((keys, packed),) = codec.encode_weight_rows((codec.POP_PREFIX,), pop, width=4)
+            deque(map(put, keys, packed), 0)
         sessions = plan.sessions
         encode_session = codec.encode_session
         for s in sorted(sessions):

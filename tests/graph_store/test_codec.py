@@ -46,6 +46,27 @@ def test_weight_values_round_trip(weight, t_ref):
     assert len(value) == 16 and codec.decode_weight(value) == (weight, t_ref)
 
 
+weight_values = st.tuples(st.one_of(st.floats(allow_nan=False), st.integers(0, 5)), st.integers(0, 2**63 - 1))
+
+
+@given(st.dictionaries(st.tuples(indices, indices), weight_values, max_size=30), edge_types, edge_types)
+def test_bulk_edge_rows_equal_row_by_row_encoding_in_key_order(edges, edge_type, rev_type):
+    values = {src << 32 | dst: v for (src, dst), v in edges.items()}
+    heads = (codec.edge_prefix(edge_type), codec.edge_prefix(rev_type))
+    (keys, vals), (rev_keys, rev_vals) = codec.encode_weight_rows(heads, values)
+    expected = sorted((codec.edge_key(edge_type, s, d), codec.encode_weight(*v)) for (s, d), v in edges.items())
+    assert list(zip(keys, vals)) == expected
+    expected = sorted((codec.edge_key(rev_type, d, s), codec.encode_weight(*v)) for (s, d), v in edges.items())
+    assert list(zip(rev_keys, rev_vals)) == expected
+    assert all(type(k) is bytes for k in keys + vals + rev_keys + rev_vals)
+
+
+@given(st.dictionaries(indices, weight_values, max_size=30))
+def test_bulk_popularity_rows_equal_row_by_row_encoding_in_key_order(pop):
+    ((keys, vals),) = codec.encode_weight_rows((codec.POP_PREFIX,), pop, width=4)
+    assert list(zip(keys, vals)) == sorted((codec.popularity_key(i), codec.encode_weight(*v)) for i, v in pop.items())
+
+
 @given(ids, st.lists(ids, max_size=25), st.integers(0, 2**63 - 1), st.integers(0, 2**32 - 1))
 def test_session_values_round_trip(user, items, last_ts, count):
     state = SessionState(user, tuple(items), last_ts, count)
