@@ -237,15 +237,20 @@ class SocialSessionRec(nn.Module):
         beta = softmax(logits, owner, num_nodes=users.numel())
         return scatter(beta * h_f, owner, dim=0, dim_size=users.numel(), reduce="sum")
 
-    def score(self, user_h: Tensor, item_h: Tensor, batch: SessionBatch, friends: FriendIndex | None = None) -> Tensor:
-        """Scores ``[B, I+1]`` over all items from precomputed embeddings; column 0 is ``-inf``."""
+    def query(self, user_h: Tensor, item_h: Tensor, batch: SessionBatch, friends: FriendIndex | None = None) -> Tensor:
+        """Fused (session, friends, user) query vectors ``[B, d]``; scores are ``query · item``
+        (or cosines), so a serving index can rank items from this vector alone."""
         session = self.encode_session(user_h, item_h, batch)
         parts = [session, user_h[batch.users]]
         if self.use_social:
             if friends is None:
                 raise ValueError("this model uses friends: pass a FriendIndex (FriendIndex.empty() for none)")
             parts.insert(1, self.aggregate_friends(user_h, session, batch.users, friends))
-        query = F.dropout(self.fuse(torch.cat(parts, dim=1)), self.dropout, self.training)
+        return F.dropout(self.fuse(torch.cat(parts, dim=1)), self.dropout, self.training)
+
+    def score(self, user_h: Tensor, item_h: Tensor, batch: SessionBatch, friends: FriendIndex | None = None) -> Tensor:
+        """Scores ``[B, I+1]`` over all items from precomputed embeddings; column 0 is ``-inf``."""
+        query = self.query(user_h, item_h, batch, friends)
         if self.score_scale > 0:
             scores = self.score_scale * F.normalize(query, dim=1) @ F.normalize(item_h, dim=1).t()
         else:

@@ -22,6 +22,7 @@ from dataclasses import dataclass, fields
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import Tensor, nn
 from torch_geometric.nn import SimpleConv
 
@@ -209,9 +210,14 @@ class SRGNN(nn.Module):
         a_out = self.propagate(self.lin_edge_out(h), edge_index.flip(0)) + self.bias_out
         return self.gru(torch.cat([a_in, a_out], dim=-1), h)
 
-    def session_embedding(self, batch: SessionGraphBatch) -> Tensor:
-        """Session vectors ``[B, d]`` (``s_h`` in the paper)."""
-        h = self.embedding(batch.x)
+    def session_embedding(self, batch: SessionGraphBatch, table: Tensor | None = None) -> Tensor:
+        """Session vectors ``[B, d]`` (``s_h`` in the paper).
+
+        ``table [n + 1, d]`` replaces the learned item table (row 0 padding): the live scorer
+        encodes sessions over the refresh worker's current item embeddings, so items added after
+        training are encoded and scored without retraining.
+        """
+        h = self.embedding(batch.x) if table is None else F.embedding(batch.x, table)
         for _ in range(self.num_steps):
             h = self._gnn_step(h, batch.edge_index)
         clicks = h[batch.alias]  # [B, L, d]

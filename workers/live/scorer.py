@@ -1,0 +1,172 @@
+"""GNN scoring over the refresh worker's current embeddings.
+
+:class:`GnnScorer` holds the latest user and item embeddings (upserted as refreshes publish
+them) and the bundle's session models. Next-item: the SR-GNN session encoder runs over the
+session's items *with the current item embeddings as its item table*, and its session vector
+is ranked against every item. Social: the social model's query (session attention, attention
+over the user's followees, the user) ranked the same way. Items the bundle never saw rank as
+soon as the refresh publishes their embedding.
+
+Ranking is an exact matrix product up to ``ann_threshold`` items, above it an hnswlib HNSW
+index over inner product. hnswlib because it accepts additions *and in-place updates* of
+labelled vectors without retraining or rebuilding (an IVF/PQ index in faiss needs training and
+remove+add to move a vector), which is what a catalogue refreshed row by row needs; it ships
+as a wheel and is in the lockfile. Its top-k is approximate; ``ef`` trades recall for time.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from models.social import FriendIndex, SessionBatch
+from models.srgnn import collate_sessions
+from workers.live.bundle import ModelBundle
+
+
+class EmbeddingTable:
+    """Growable ``id -> row`` matrix (float32) with in-place row updates."""
+
+    def __init__(self, dim: int) -> None:
+        self.dim = dim
+        self.ids: list[str] = []
+        self.row: dict[str, int] = {}
+        self._data = np.zeros((0, dim), dtype=np.float32)
+
+    def __len__(self) -> int:
+        return len(self.ids)
+
+    @property
+    def matrix(self) -> np.ndarray:
+        return self._data[:len(self.ids)]
+
+    def upsert(self, ids: list[str], vectors: np.ndarray) -> np.ndarray:
+        """Write rows; returns their row numbers (appended ids get new rows)."""
+        rows = np.empty(len(ids), dtype=np.int64)
+        for k, node_id in enumerate(ids):
+            r = self.row.get(node_id)
+            if r is None:
+                r = self.row[node_id] = len(self.ids)
+                self.ids.append(node_id)
+            rows[k] = r
+        if len(self.ids) > self._data.shape[0]:
+            grown = np.zeros((max(2 * self._data.shape[0], len(self.ids), 64), self.dim), dtype=np.float32)
+            grown[:self._data.shape[0]] = self._data
+            self._data = grown
+        self._data[rows] = vectors
+        return rows
+
+
+@dataclass(frozen=True)
+class ScorerSettings:
+    k: int = 20
+    ann_threshold: int = 50_000  # catalogue size above which hnswlib ranks instead of a matmul
+    ann_m: int = 16
+    ann_ef_construction: int = 200
+    ann_ef: int = 100
+    profile_items: int = 5  # recent items standing in for a session when there is none
+
+
+class GnnScorer:
+    """Ranks items for sessions and users with one bundle over the current embeddings."""
+
+    def __init__(self, bundle: ModelBundle, settings: ScorerSettings = ScorerSettings()) -> None:
+        self.settings = settings
+        self.bundle = bundle
+        self.users = EmbeddingTable(bundle.dim)
+        self.items = EmbeddingTable(bundle.dim)
+        self.embedding_version: str | None = None
+        self.watermark_ms: int | None = None
+        self._ann = None
+
+    @property
+    def model_version(self) -> str:
+        return self.bundle.version
+
+    def swap(self, bundle: ModelBundle) -> None:
+        """Use another bundle; the embeddings must be republished for it (a rebuild does)."""
+        self.bundle = bundle
+        self.users, self.items = EmbeddingTable(bundle.dim), EmbeddingTable(bundle.dim)
+        self.embedding_version, self.watermark_ms, self._ann = None, None, None
+
+    def update(self, node_type: str, ids: list[str], vectors: np.ndarray) -> None:
+        if not ids:
+            return
+        table = self.users if node_type == "user" else self.items
+        rows = table.upsert(ids, vectors)
+        if node_type == "item" and self._ann is not None:
+            self._ann_add(vectors, rows)
+
+    def set_version(self, embedding_version: str, watermark_ms: int | None) -> None:
+        self.embedding_version, self.watermark_ms = embedding_version, watermark_ms
+
+    # ---- ranking ---------------------------------------------------------------------------
+    def _ann_add(self, vectors: np.ndarray, rows: np.ndarray) -> None:
+        if len(self.items) > self._ann.get_max_elements():
+            self._ann.resize_index(max(2 * self._ann.get_max_elements(), len(self.items)))
+        self._ann.add_items(vectors, rows)
+
+    def _top_k(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
+        n = len(self.items)
+        k = min(k, n)
+        if k == 0:
+            return []
+        if n > self.settings.ann_threshold:
+            if self._ann is None:
+                import hnswlib  # only catalogues above the threshold pay for the import
+
+                s = self.settings
+                self._ann = hnswlib.Index(space="ip", dim=self.bundle.dim)
+                self._ann.init_index(max_elements=2 * n, ef_construction=s.ann_ef_construction, M=s.ann_m)
+                self._ann.set_ef(max(s.ann_ef, k))
+                self._ann.add_items(self.items.matrix, np.arange(n))
+            labels, dist = self._ann.knn_query(query.reshape(1, -1).astype(np.float32), k=k)
+            return [(self.items.ids[int(r)], float(1.0 - d)) for r, d in zip(labels[0], dist[0])]
+        scores = self.items.matrix @ query
+        top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
+        top = top[np.lexsort((top, -scores[top]))]  # score desc, ties by row
+        return [(self.items.ids[int(r)], float(scores[r])) for r in top]
+
+    def _session_table(self, items: list[str]) -> tuple[list[int], torch.Tensor] | None:
+        """The session's known items renumbered ``1..m`` and their embeddings ``[m + 1, d]``
+        (row 0 padding): the encoders read only the session's items, so the table stays small."""
+        rows = [self.items.row[i] for i in items if i in self.items.row]
+        if not rows:
+            return None
+        distinct = list(dict.fromkeys(rows))
+        local = {r: j + 1 for j, r in enumerate(distinct)}
+        table = np.zeros((len(distinct) + 1, self.bundle.dim), dtype=np.float32)
+        table[1:] = self.items.matrix[distinct]
+        return [local[r] for r in rows], torch.from_numpy(table)
+
+    @torch.no_grad()
+    def recommend_next(self, session_items: list[str], k: int | None = None) -> list[tuple[str, float]] | None:
+        """Top-k next items for a session (oldest item first); None if no item is known yet."""
+        found = self._session_table(session_items)
+        if found is None:
+            return None
+        seq, table = found
+        query = self.bundle.srgnn.session_embedding(collate_sessions([seq]), table)[0]
+        return self._top_k(query.numpy(), k or self.settings.k)
+
+    @torch.no_grad()
+    def recommend_social(self, user_id: str, followees: list[str], items: list[str],
+                         k: int | None = None) -> list[tuple[str, float]] | None:
+        """Top-k for a user from the social model: ``items`` is their current session (or recent
+        items), ``followees`` whom they follow. None without a social model or known items."""
+        model = self.bundle.social
+        found = self._session_table(items)
+        if model is None or found is None or user_id not in self.users.row:
+            return None
+        seq, table = found
+        friend_rows = [self.users.row[f] for f in followees if f in self.users.row]
+        mat = self.users.matrix
+        user_h = torch.from_numpy(np.concatenate([mat[[self.users.row[user_id]]], mat[friend_rows]]))
+        n = user_h.size(0)
+        ptr = torch.full((n + 1,), n - 1, dtype=torch.long)
+        ptr[0] = 0
+        friends = FriendIndex(ptr=ptr, followees=torch.arange(1, n, dtype=torch.long))
+        batch = SessionBatch.from_lists([0], [seq])
+        query = model.query(user_h, table, batch, friends)[0]
+        return self._top_k(query.numpy(), k or self.settings.k)

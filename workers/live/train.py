@@ -1,0 +1,214 @@
+"""Train a :class:`~workers.live.bundle.ModelBundle` from a graph store snapshot.
+
+Three models, trained in order on the store as of ``now_ms`` (weights decayed to it):
+
+1. **LightGCN** with BPR on the decayed user–item graph, normalised exactly as the refresh
+   worker normalises it (:func:`models.incremental.normalised_weights` over a
+   :class:`~models.incremental_graph.SymGraph`), so the trained ego embeddings propagate over
+   the live graph the way they were trained.
+2. **SR-GNN** over LightGCN's propagated item embeddings, kept frozen: only the gated GNN,
+   attention and readout are learned, so at serving time the scorer can swap in the refresh
+   worker's current item embeddings (new items included) without retraining.
+3. The **social** model (:class:`models.social.SocialSessionRec` with no graph layers: session
+   attention + attention over followees + fusion) over the same frozen user and item
+   embeddings, when the store holds follows.
+
+Everything is deterministic for a seed; time is an argument.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import Tensor
+
+from graph_store import GraphStore
+from models.incremental import normalised_weights
+from models.incremental_graph import SymGraph
+from models.lightgcn import LightGCN
+from models.sampling import sample_bpr_triples
+from models.social import FriendIndex, SessionBatch, SocialSessionRec
+from models.srgnn import SRGNN, SessionExamples, collate_padded
+from workers.live.bundle import ModelBundle, make_bundle_version
+
+
+@dataclass(frozen=True)
+class LiveTrainConfig:
+    """Hyperparameters of one live training run (small: it runs beside the stream)."""
+
+    dim: int = 32
+    num_layers: int = 2
+    lightgcn_epochs: int = 30
+    lightgcn_lr: float = 5e-3
+    lightgcn_reg: float = 1e-4
+    batch_size: int = 2048
+    srgnn_epochs: int = 3
+    srgnn_lr: float = 3e-3
+    social_epochs: int = 3
+    social_lr: float = 3e-3
+    session_batch: int = 256
+    max_sessions: int = 20_000  # most recent sessions kept for the session models
+    seed: int = 0
+    threads: int = 1
+
+    def __post_init__(self) -> None:
+        if self.dim < 1 or self.num_layers < 0 or self.batch_size < 1 or self.session_batch < 1:
+            raise ValueError("dim, batch_size and session_batch must be >= 1 and num_layers >= 0")
+        for name in ("lightgcn_epochs", "srgnn_epochs", "social_epochs", "max_sessions"):
+            if getattr(self, name) < 0:
+                raise ValueError(f"LiveTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+
+
+class NotEnoughDataError(ValueError):
+    """The store does not hold enough interactions to train on yet."""
+
+
+def _csr(src: Tensor, dst: Tensor, n_src: int) -> tuple[Tensor, Tensor]:
+    order = torch.argsort(src * (int(dst.max()) + 1 if dst.numel() else 1) + dst)
+    counts = torch.bincount(src, minlength=n_src)
+    indptr = torch.zeros(n_src + 1, dtype=torch.long)
+    torch.cumsum(counts, 0, out=indptr[1:])
+    return indptr, dst[order]
+
+
+def train_lightgcn(edge_index: Tensor, weight: Tensor, n_users: int, n_items: int, cfg: LiveTrainConfig,
+                   generator: torch.Generator) -> tuple[LightGCN, SymGraph, dict[str, float]]:
+    """BPR-train LightGCN on user→item ``edge_index [2, E]`` with decayed ``weight [E]``."""
+    model = LightGCN(n_users, n_items, cfg.dim, cfg.num_layers)
+    graph = SymGraph.from_bipartite(edge_index[0], edge_index[1], n_users, n_items, weight)
+    n = graph.num_nodes
+    adj = torch.sparse_csr_tensor(graph.indptr, graph.indices, normalised_weights(graph), (n, n),
+                                  check_invariants=False)
+    indptr, items = _csr(edge_index[0], edge_index[1], n_users)
+    optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lightgcn_lr)
+    n_edges, loss = edge_index.size(1), float("nan")
+    for _ in range(cfg.lightgcn_epochs):
+        users, pos, neg = sample_bpr_triples(indptr, items, n_items, n_edges, generator)
+        for s in range(0, n_edges, cfg.batch_size):
+            batch_loss = model.recommendation_loss(adj, users[s:s + cfg.batch_size], pos[s:s + cfg.batch_size],
+                                                   neg[s:s + cfg.batch_size], cfg.lightgcn_reg)
+            optimizer.zero_grad()
+            batch_loss.backward()
+            optimizer.step()
+            loss = batch_loss.item()
+    return model, graph, {"lightgcn_loss": loss}
+
+
+def _session_examples(store: GraphStore, item_row: dict[str, int], user_row: dict[str, int],
+                      max_sessions: int) -> tuple[list[list[int]], list[int]]:
+    """Sessions (item rows + 1, SR-GNN's 1-based ids) and their users, most recent last."""
+    sessions, users = [], []
+    for sid in store.node_ids("session")[-max_sessions:] if max_sessions else []:
+        seq = [item_row[i] + 1 for i in store.session_items(sid) if i in item_row]
+        user = store.session_user(sid)
+        if len(seq) >= 2 and user in user_row:
+            sessions.append(seq)
+            users.append(user_row[user])
+    return sessions, users
+
+
+def train_srgnn(table: Tensor, sessions: list[list[int]], cfg: LiveTrainConfig,
+                rng: np.random.Generator) -> tuple[SRGNN, float]:
+    """SR-GNN over the frozen item ``table [I + 1, d]`` (row 0 padding)."""
+    model = SRGNN(table.size(0) - 1, table.size(1))
+    model.embedding.weight.data.copy_(table)
+    model.embedding.weight.requires_grad_(False)
+    examples = SessionExamples.from_sessions(sessions)
+    params = [p for p in model.parameters() if p.requires_grad]
+    optimizer = torch.optim.Adam(params, lr=cfg.srgnn_lr, weight_decay=1e-5)
+    loss = float("nan")
+    for _ in range(cfg.srgnn_epochs if len(examples) else 0):
+        model.train()
+        order = rng.permutation(len(examples))
+        for start in range(0, len(order), cfg.session_batch):
+            index = order[start:start + cfg.session_batch]
+            items, lengths, targets = examples.padded(index)
+            batch_loss = model.recommendation_loss(collate_padded(items, lengths), targets)
+            optimizer.zero_grad()
+            batch_loss.backward()
+            optimizer.step()
+            loss = batch_loss.item()
+    model.eval()
+    return model, loss
+
+
+def train_social(user_h: Tensor, item_table: Tensor, friends: FriendIndex, sessions: list[list[int]],
+                 users: list[int], cfg: LiveTrainConfig, rng: np.random.Generator) -> tuple[SocialSessionRec, float]:
+    """The social model's readout and friend attention over frozen ``user_h`` / ``item_table``."""
+    model = SocialSessionRec(user_h.size(0), item_table.size(0) - 1, user_h.size(1), num_layers=0, dropout=0.0)
+    prefixes, owners, targets = [], [], []
+    for seq, user in zip(sessions, users):
+        for k in range(1, len(seq)):
+            prefixes.append(seq[:k])
+            owners.append(user)
+            targets.append(seq[k])
+    optimizer = torch.optim.Adam([p for n, p in model.named_parameters() if not n.endswith("_emb.weight")],
+                                 lr=cfg.social_lr)
+    loss = float("nan")
+    for _ in range(cfg.social_epochs if targets else 0):
+        order = rng.permutation(len(targets))
+        for start in range(0, len(order), cfg.session_batch):
+            idx = order[start:start + cfg.session_batch]
+            batch = SessionBatch.from_lists([owners[i] for i in idx], [prefixes[i] for i in idx])
+            scores = model.score(user_h, item_table, batch, friends)
+            batch_loss = model.recommendation_loss(scores, torch.tensor([targets[i] for i in idx]))
+            optimizer.zero_grad()
+            batch_loss.backward()
+            optimizer.step()
+            loss = batch_loss.item()
+    model.eval()
+    return model, loss
+
+
+def friend_index(store: GraphStore, user_row: dict[str, int], now_ms: int) -> FriendIndex:
+    """Followees of every user of the bundle (rows of ``user_row``), from the store's uu edges."""
+    data = store.to_pyg(now_ms)
+    uu = data["user", "uu", "user"]
+    ids = store.node_ids("user")
+    rows = torch.tensor([user_row.get(u, -1) for u in ids], dtype=torch.long)
+    src, dst = rows[uu.edge_index[0]], rows[uu.edge_index[1]]
+    keep = (src >= 0) & (dst >= 0) & (uu.edge_weight > 0)
+    return FriendIndex.from_edge_index(torch.stack([dst[keep], src[keep]]), len(user_row))
+
+
+def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrainConfig()) -> ModelBundle:
+    """Train LightGCN, SR-GNN and the social model on the store as of ``now_ms``."""
+    started = time.perf_counter()
+    previous_threads = torch.get_num_threads()
+    torch.set_num_threads(cfg.threads)
+    try:
+        torch.manual_seed(cfg.seed)
+        generator = torch.Generator().manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        data = store.to_pyg(now_ms)
+        ui = data["user", "ui", "item"]
+        keep = ui.edge_weight > 0
+        edge_index, weight = ui.edge_index[:, keep], ui.edge_weight[keep]
+        if edge_index.size(1) < 2:
+            raise NotEnoughDataError(f"the store holds {edge_index.size(1)} user-item edges; need at least 2 to train")
+        user_ids, item_ids = store.node_ids("user"), store.node_ids("item")
+        n_users, n_items = len(user_ids), len(item_ids)
+        lightgcn, graph, info = train_lightgcn(edge_index, weight, n_users, n_items, cfg, generator)
+        with torch.no_grad():
+            ego = lightgcn.embedding.weight.detach().clone()
+            final = lightgcn.propagate(ego, torch.sparse_csr_tensor(
+                graph.indptr, graph.indices, normalised_weights(graph), (graph.num_nodes,) * 2,
+                check_invariants=False))
+        user_h, item_h = final[:n_users], final[n_users:]
+        table = torch.cat([torch.zeros(1, cfg.dim), item_h])
+        user_row = {u: i for i, u in enumerate(user_ids)}
+        item_row = {it: i for i, it in enumerate(item_ids)}
+        sessions, session_users = _session_examples(store, item_row, user_row, cfg.max_sessions)
+        srgnn, info["srgnn_loss"] = train_srgnn(table, sessions, cfg, rng)
+        friends = friend_index(store, user_row, now_ms)
+        social = None
+        if friends.followees.numel():
+            social, info["social_loss"] = train_social(user_h, table, friends, sessions, session_users, cfg, rng)
+        info.update(train_seconds=time.perf_counter() - started, edges=int(edge_index.size(1)),
+                    sessions=len(sessions), follows=int(friends.followees.numel()))
+        return ModelBundle(make_bundle_version(ego, now_ms), user_ids, item_ids, ego, cfg.num_layers, srgnn,
+                           social, now_ms, info)
+    finally:
+        torch.set_num_threads(previous_threads)
