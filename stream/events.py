@@ -7,6 +7,10 @@ fields of the record under their Python names. Optional fields that are ``None``
 Unknown fields are ignored (forward compatibility: a v1 reader keeps working when a
 producer adds a field); the published JSON Schemas (``stream/schemas/``) say the same.
 
+The records themselves live in :mod:`stream.records` and the field checks in
+:mod:`stream.event_checks`; this module holds the codecs and re-exports the records, so
+``from stream.events import Interaction`` keeps working.
+
 Decoders never raise on bad input: they return the record or an :class:`Invalid`
 whose ``reason`` is one of :data:`REASONS` and whose ``detail`` names the field and
 what is wrong with it. Validation rules (shared by encoder and decoders):
@@ -28,227 +32,42 @@ from __future__ import annotations
 import base64
 import binascii
 import math
-import re
-from dataclasses import dataclass
 from typing import Any, Final
 
 import orjson
 
-SCHEMA_VERSION: Final = 1
-INTERACTION_KINDS: Final = frozenset({"view", "click", "cart", "purchase"})
-FOLLOW_OPS: Final = frozenset({"follow", "unfollow"})
-RECOMMENDATION_KINDS: Final = frozenset({"next_item", "social"})
+from stream.event_checks import (
+    check_dead_letter,
+    check_follow,
+    check_id,
+    check_interaction,
+    check_number,
+    check_recommendation,
+    json_type,
+)
+from stream.records import (
+    DEFAULT_LIMITS,
+    FOLLOW_OPS,
+    INTERACTION_KINDS,
+    REASONS,
+    RECOMMENDATION_KINDS,
+    SCHEMA_VERSION,
+    DeadLetter,
+    EventValidationError,
+    Follow,
+    Interaction,
+    Invalid,
+    Recommendation,
+    ScoredItem,
+    ValidationLimits,
+)
 
-#: Every ``Invalid.reason`` a decoder can return.
-REASONS: Final = frozenset({
-    "oversized",            # raw payload longer than ValidationLimits.max_bytes
-    "malformed_json",       # not UTF-8 JSON (or no value at all: a tombstone)
-    "not_an_object",        # valid JSON, but not an object
-    "missing_field",        # a required field is absent
-    "wrong_type",           # a field has the wrong JSON type
-    "bad_id",               # an id string is empty, too long or has control characters
-    "unknown_kind",         # Interaction.kind / Recommendation.kind outside its set
-    "unknown_op",           # Follow.op outside {"follow", "unfollow"}
-    "negative_timestamp",   # ts < 0
-    "future_timestamp",     # ts > now_ms + max_future_skew_ms
-    "bad_weight",           # weight negative or not finite
-    "bad_score",            # score not finite
-    "out_of_range",         # DeadLetter.partition / offset negative
-    "bad_base64",           # DeadLetter key_b64 / value_b64 not strict base64
-    "unsupported_version",  # v is an integer other than SCHEMA_VERSION
-})
-
-
-@dataclass(frozen=True, slots=True)
-class ValidationLimits:
-    """Input-defence limits for decoding events from external producers."""
-
-    max_bytes: int = 16_384
-    max_future_skew_ms: int = 86_400_000
-    max_id_len: int = 256
-
-    def __post_init__(self) -> None:
-        for name in ("max_bytes", "max_future_skew_ms", "max_id_len"):
-            value = getattr(self, name)
-            if type(value) is not int or value < (0 if name == "max_future_skew_ms" else 1):
-                raise ValueError(f"ValidationLimits.{name} must be an integer >= "
-                                 f"{0 if name == 'max_future_skew_ms' else 1}, got {value!r}")
-
-
-DEFAULT_LIMITS: Final = ValidationLimits()
-
-
-@dataclass(frozen=True, slots=True)
-class Invalid:
-    """A rejected record: ``reason`` is a code from :data:`REASONS`, ``detail`` is for people."""
-
-    reason: str
-    detail: str
-
-
-@dataclass(frozen=True, slots=True)
-class Interaction:
-    user_id: str
-    item_id: str
-    session_id: str
-    ts: int
-    kind: str
-    weight: float | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class Follow:
-    src_user: str
-    dst_user: str
-    ts: int
-    op: str
-
-
-@dataclass(frozen=True, slots=True)
-class ScoredItem:
-    item_id: str
-    score: float
-
-
-@dataclass(frozen=True, slots=True)
-class Recommendation:
-    user_id: str
-    session_id: str | None
-    kind: str
-    items: tuple[ScoredItem, ...]
-    model_version: str
-    event_ts: int
-    emitted_ts: int
-    embedding_version: str | None = None
-
-
-@dataclass(frozen=True, slots=True)
-class DeadLetter:
-    """A record a worker could not use, with the original key/value bytes kept exactly."""
-
-    reason: str
-    detail: str
-    source_topic: str
-    partition: int
-    offset: int
-    key: bytes | None
-    value: bytes
-    worker: str
-    ts: int
-
-
-class EventValidationError(ValueError):
-    """Raised by :func:`encode` for a record the decoders would reject."""
-
-    def __init__(self, record_type: str, invalid: Invalid) -> None:
-        super().__init__(f"cannot encode {record_type}: {invalid.reason}: {invalid.detail}")
-        self.invalid = invalid
-
-
-# ---------------------------------------------------------------- field checks
-_control_char = re.compile(r"[\x00-\x1f\x7f-\x9f]").search
-
-
-_JSON_TYPES: Final = {type(None): "null", bool: "boolean", int: "integer", float: "number",
-                      str: "string", list: "array", dict: "object"}
-
-
-def _json_type(value: Any) -> str:
-    # A non-JSON type name only shows up from encode(), e.g. numpy.int64.
-    return _JSON_TYPES.get(type(value), type(value).__name__)
-
-
-def _check_id(name: str, value: Any, max_len: int) -> Invalid | None:
-    if not isinstance(value, str):
-        return Invalid("wrong_type", f"{name} must be a string, got {_json_type(value)}")
-    n = len(value)
-    if n == 0 or n > max_len:
-        return Invalid("bad_id", f"{name} must be 1..{max_len} characters long, got {n}")
-    bad = _control_char(value)
-    if bad is not None:
-        return Invalid("bad_id", f"{name} contains control character U+{ord(bad.group()):04X} "
-                                 f"at position {bad.start()}")
-    return None
-
-
-def _check_opt_id(name: str, value: Any, max_len: int) -> Invalid | None:
-    return None if value is None else _check_id(name, value, max_len)
-
-
-def _check_ts(name: str, value: Any, max_ts: int | None) -> Invalid | None:
-    if type(value) is not int:
-        return Invalid("wrong_type", f"{name} must be an integer (ms since epoch), got {_json_type(value)}")
-    if value < 0:
-        return Invalid("negative_timestamp", f"{name} must be >= 0, got {value}")
-    if max_ts is not None and value > max_ts:
-        return Invalid("future_timestamp", f"{name}={value} is {value - max_ts} ms beyond now + "
-                                           "allowed skew (ValidationLimits.max_future_skew_ms)")
-    return None
-
-
-def _check_enum(name: str, value: Any, allowed: frozenset[str], reason: str) -> Invalid | None:
-    if not isinstance(value, str):
-        return Invalid("wrong_type", f"{name} must be a string, got {_json_type(value)}")
-    if value not in allowed:
-        return Invalid(reason, f"{name} must be one of {', '.join(sorted(allowed))}; got {value[:40]!r}")
-    return None
-
-
-def _check_number(name: str, value: Any, reason: str, *, non_negative: bool) -> Invalid | None:
-    if type(value) is not float and type(value) is not int:
-        return Invalid("wrong_type", f"{name} must be a number, got {_json_type(value)}")
-    if not math.isfinite(value):
-        return Invalid(reason, f"{name} must be finite, got {value}")
-    if non_negative and value < 0:
-        return Invalid(reason, f"{name} must be >= 0, got {value}")
-    return None
-
-
-def _check_count(name: str, value: Any) -> Invalid | None:
-    if type(value) is not int:
-        return Invalid("wrong_type", f"{name} must be an integer, got {_json_type(value)}")
-    if value < 0:
-        return Invalid("out_of_range", f"{name} must be >= 0, got {value}")
-    return None
-
-
-def _check_interaction(user_id: Any, item_id: Any, session_id: Any, ts: Any, kind: Any,
-                       weight: Any, max_id_len: int, max_ts: int | None) -> Invalid | None:
-    return (_check_id("user_id", user_id, max_id_len)
-            or _check_id("item_id", item_id, max_id_len)
-            or _check_id("session_id", session_id, max_id_len)
-            or _check_ts("ts", ts, max_ts)
-            or _check_enum("kind", kind, INTERACTION_KINDS, "unknown_kind")
-            or (None if weight is None else _check_number("weight", weight, "bad_weight", non_negative=True)))
-
-
-def _check_follow(src: Any, dst: Any, ts: Any, op: Any, max_id_len: int, max_ts: int | None) -> Invalid | None:
-    return (_check_id("src_user", src, max_id_len)
-            or _check_id("dst_user", dst, max_id_len)
-            or _check_ts("ts", ts, max_ts)
-            or _check_enum("op", op, FOLLOW_OPS, "unknown_op"))
-
-
-def _check_recommendation(f: dict[str, Any], max_id_len: int) -> Invalid | None:
-    return (_check_id("user_id", f["user_id"], max_id_len)
-            or _check_opt_id("session_id", f["session_id"], max_id_len)
-            or _check_enum("kind", f["kind"], RECOMMENDATION_KINDS, "unknown_kind")
-            or _check_id("model_version", f["model_version"], max_id_len)
-            or _check_ts("event_ts", f["event_ts"], None)
-            or _check_ts("emitted_ts", f["emitted_ts"], None)
-            or _check_opt_id("embedding_version", f["embedding_version"], max_id_len))
-
-
-def _check_dead_letter(f: dict[str, Any], max_id_len: int) -> Invalid | None:
-    detail = f["detail"]
-    return (_check_id("reason", f["reason"], max_id_len)
-            or (None if isinstance(detail, str)
-                else Invalid("wrong_type", f"detail must be a string, got {_json_type(detail)}"))
-            or _check_id("source_topic", f["source_topic"], max_id_len)
-            or _check_count("partition", f["partition"])
-            or _check_count("offset", f["offset"])
-            or _check_id("worker", f["worker"], max_id_len)
-            or _check_ts("ts", f["ts"], None))
+__all__ = [
+    "DEFAULT_LIMITS", "FOLLOW_OPS", "INTERACTION_KINDS", "REASONS", "RECOMMENDATION_KINDS", "SCHEMA_VERSION",
+    "DeadLetter", "EventValidationError", "Follow", "Interaction", "Invalid", "Recommendation", "ScoredItem",
+    "ValidationLimits", "decode_dead_letter", "decode_follow", "decode_interaction", "decode_recommendation",
+    "encode",
+]
 
 
 # ---------------------------------------------------------------- encode
@@ -258,7 +77,7 @@ def _raise_if(record_type: str, bad: Invalid | None) -> None:
 
 
 def _encode_interaction(o: Interaction) -> bytes:
-    _raise_if("Interaction", _check_interaction(o.user_id, o.item_id, o.session_id, o.ts, o.kind,
+    _raise_if("Interaction", check_interaction(o.user_id, o.item_id, o.session_id, o.ts, o.kind,
                                                 o.weight, DEFAULT_LIMITS.max_id_len, None))
     d = {"v": SCHEMA_VERSION, "user_id": o.user_id, "item_id": o.item_id,
          "session_id": o.session_id, "ts": o.ts, "kind": o.kind}
@@ -268,7 +87,7 @@ def _encode_interaction(o: Interaction) -> bytes:
 
 
 def _encode_follow(o: Follow) -> bytes:
-    _raise_if("Follow", _check_follow(o.src_user, o.dst_user, o.ts, o.op, DEFAULT_LIMITS.max_id_len, None))
+    _raise_if("Follow", check_follow(o.src_user, o.dst_user, o.ts, o.op, DEFAULT_LIMITS.max_id_len, None))
     return orjson.dumps({"v": SCHEMA_VERSION, "src_user": o.src_user, "dst_user": o.dst_user,
                          "ts": o.ts, "op": o.op})
 
@@ -277,13 +96,13 @@ def _encode_recommendation(o: Recommendation) -> bytes:
     fields = {"user_id": o.user_id, "session_id": o.session_id, "kind": o.kind,
               "model_version": o.model_version, "event_ts": o.event_ts, "emitted_ts": o.emitted_ts,
               "embedding_version": o.embedding_version}
-    bad = _check_recommendation(fields, DEFAULT_LIMITS.max_id_len)
+    bad = check_recommendation(fields, DEFAULT_LIMITS.max_id_len)
     if bad is None and not isinstance(o.items, (tuple, list)):
         bad = Invalid("wrong_type", f"items must be a tuple of ScoredItem, got {type(o.items).__name__}")
     for i, it in enumerate(o.items if bad is None else ()):
         bad = (Invalid("wrong_type", f"items[{i}] must be a ScoredItem") if not isinstance(it, ScoredItem)
-               else _check_id(f"items[{i}].item_id", it.item_id, DEFAULT_LIMITS.max_id_len)
-               or _check_number(f"items[{i}].score", it.score, "bad_score", non_negative=False))
+               else check_id(f"items[{i}].item_id", it.item_id, DEFAULT_LIMITS.max_id_len)
+               or check_number(f"items[{i}].score", it.score, "bad_score", non_negative=False))
         if bad is not None:
             break
     _raise_if("Recommendation", bad)
@@ -296,7 +115,7 @@ def _encode_recommendation(o: Recommendation) -> bytes:
 def _encode_dead_letter(o: DeadLetter) -> bytes:
     fields = {"reason": o.reason, "detail": o.detail, "source_topic": o.source_topic,
               "partition": o.partition, "offset": o.offset, "worker": o.worker, "ts": o.ts}
-    bad = _check_dead_letter(fields, DEFAULT_LIMITS.max_id_len)
+    bad = check_dead_letter(fields, DEFAULT_LIMITS.max_id_len)
     if bad is None and not (isinstance(o.value, bytes) and (o.key is None or isinstance(o.key, bytes))):
         bad = Invalid("wrong_type", "key must be bytes or None and value bytes")
     _raise_if("DeadLetter", bad)
@@ -337,10 +156,10 @@ def _load(raw: Any, max_bytes: int | None) -> dict[str, Any] | Invalid:
     except TypeError:
         return Invalid("malformed_json", f"payload must be bytes, got {type(raw).__name__}")
     if type(obj) is not dict:
-        return Invalid("not_an_object", f"expected a JSON object, got {_json_type(obj)}")
+        return Invalid("not_an_object", f"expected a JSON object, got {json_type(obj)}")
     version = obj.get("v", SCHEMA_VERSION)
     if type(version) is not int:
-        return Invalid("wrong_type", f"v must be an integer, got {_json_type(version)}")
+        return Invalid("wrong_type", f"v must be an integer, got {json_type(version)}")
     if version != SCHEMA_VERSION:
         return Invalid("unsupported_version", f"v={version}; this reader understands v={SCHEMA_VERSION}")
     return obj
@@ -365,13 +184,13 @@ def decode_interaction(raw: bytes, *, now_ms: int,
     mx, max_ts = limits.max_id_len, now_ms + limits.max_future_skew_ms
     # Fast path for the common case; it may be stricter than the checks (isprintable() is
     # stricter than "no control character"), never laxer, and anything it refuses goes
-    # through _check_interaction, which decides.
+    # through check_interaction, which decides.
     if not (type(user_id) is str and type(item_id) is str and type(session_id) is str
             and 0 < len(user_id) <= mx and 0 < len(item_id) <= mx and 0 < len(session_id) <= mx
             and user_id.isprintable() and item_id.isprintable() and session_id.isprintable()
             and type(ts) is int and 0 <= ts <= max_ts and type(kind) is str and kind in INTERACTION_KINDS
             and (weight is None or (type(weight) is float and 0.0 <= weight < math.inf))):
-        bad = _check_interaction(user_id, item_id, session_id, ts, kind, weight, mx, max_ts)
+        bad = check_interaction(user_id, item_id, session_id, ts, kind, weight, mx, max_ts)
         if bad is not None:
             return bad
         if type(weight) is int:
@@ -388,7 +207,7 @@ def decode_follow(raw: bytes, *, now_ms: int, limits: ValidationLimits = DEFAULT
         src, dst, ts, op = obj["src_user"], obj["dst_user"], obj["ts"], obj["op"]
     except KeyError as exc:
         return _missing(exc)
-    bad = _check_follow(src, dst, ts, op, limits.max_id_len, now_ms + limits.max_future_skew_ms)
+    bad = check_follow(src, dst, ts, op, limits.max_id_len, now_ms + limits.max_future_skew_ms)
     return bad if bad is not None else Follow(src, dst, ts, op)
 
 
@@ -403,22 +222,22 @@ def decode_recommendation(raw: bytes, *, max_id_len: int = DEFAULT_LIMITS.max_id
     except KeyError as exc:
         return _missing(exc)
     fields["embedding_version"] = obj.get("embedding_version")
-    bad = _check_recommendation(fields, max_id_len)
+    bad = check_recommendation(fields, max_id_len)
     if bad is not None:
         return bad
     raw_items = fields["items"]
     if type(raw_items) is not list:
-        return Invalid("wrong_type", f"items must be an array, got {_json_type(raw_items)}")
+        return Invalid("wrong_type", f"items must be an array, got {json_type(raw_items)}")
     items = []
     for i, it in enumerate(raw_items):
         if type(it) is not dict:
-            return Invalid("wrong_type", f"items[{i}] must be an object, got {_json_type(it)}")
+            return Invalid("wrong_type", f"items[{i}] must be an object, got {json_type(it)}")
         try:
             item_id, score = it["item_id"], it["score"]
         except KeyError as exc:
             return Invalid("missing_field", f"required field 'items[{i}].{exc.args[0]}' is absent")
-        bad = (_check_id(f"items[{i}].item_id", item_id, max_id_len)
-               or _check_number(f"items[{i}].score", score, "bad_score", non_negative=False))
+        bad = (check_id(f"items[{i}].item_id", item_id, max_id_len)
+               or check_number(f"items[{i}].score", score, "bad_score", non_negative=False))
         if bad is not None:
             return bad
         items.append(ScoredItem(item_id, float(score)))
@@ -428,7 +247,7 @@ def decode_recommendation(raw: bytes, *, max_id_len: int = DEFAULT_LIMITS.max_id
 
 def _b64(name: str, value: Any) -> bytes | Invalid:
     if not isinstance(value, str):
-        return Invalid("wrong_type", f"{name} must be a base64 string, got {_json_type(value)}")
+        return Invalid("wrong_type", f"{name} must be a base64 string, got {json_type(value)}")
     try:
         return base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError) as exc:
@@ -445,7 +264,7 @@ def decode_dead_letter(raw: bytes, *, max_id_len: int = DEFAULT_LIMITS.max_id_le
                                       "offset", "worker", "ts", "value_b64")}
     except KeyError as exc:
         return _missing(exc)
-    bad = _check_dead_letter(fields, max_id_len)
+    bad = check_dead_letter(fields, max_id_len)
     if bad is not None:
         return bad
     key_b64 = obj.get("key_b64")

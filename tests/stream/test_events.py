@@ -199,3 +199,13 @@ def test_decoders_return_a_value_for_any_input(raw: bytes) -> None:
 def test_tombstone_and_non_bytes_are_invalid_not_errors() -> None:
     assert decode_interaction(None, now_ms=NOW).reason == "malformed_json"  # type: ignore[arg-type]
     assert decode_follow(12, now_ms=NOW).reason == "malformed_json"         # type: ignore[arg-type]
+
+
+def test_records_keep_their_old_import_path() -> None:
+    # the records moved to stream.records; stream.events re-exports the very same classes
+    import stream.events
+    import stream.records
+    for name in stream.events.__all__:
+        if hasattr(stream.records, name):
+            assert getattr(stream.events, name) is getattr(stream.records, name)
+    assert stream.events.Interaction("u", "i", "s", 0, "view") == stream.records.Interaction("u", "i", "s", 0, "view")

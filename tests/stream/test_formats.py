@@ -279,3 +279,7 @@ def test_truncated_copy_of_shared_file_names_file_and_line(shared_data: Path, tm
 
 def test_formats_constant_matches_readers() -> None:
     assert FORMATS == ("yoochoose", "diginetica", "movielens", "ciao", "lastfm")
+    # every format has a reader, and the split modules are the ones stream.formats re-exports
+    from stream import format_parsing, format_readers, formats
+    assert set(format_readers.READERS) == set(FORMATS)
+    assert formats.FormatError is format_parsing.FormatError and formats.ReadStats is format_parsing.ReadStats
