@@ -1,0 +1,163 @@
+"""The embedding store contract: validating public methods over backend primitives.
+
+:class:`EmbeddingStore` validates every argument in its public methods and hands clean input to
+the ``_primitives`` a backend implements (``graph_store.embeddings`` holds the in-memory backend,
+``graph_store.embeddings_rocksdb`` the persistent one).
+"""
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from collections.abc import Iterable, Iterator, Sequence
+from typing import NamedTuple
+
+import numpy as np
+
+from graph_store.errors import GraphStoreError, ReadOnlyStoreError, StoreClosedError
+from graph_store.schema import check_node_type
+
+
+class EmbeddingStoreError(GraphStoreError):
+    """Base class of the embedding store's own errors."""
+
+
+class InvalidEmbeddingsError(EmbeddingStoreError, ValueError):
+    """``put_many`` got malformed ids, vectors or version; nothing was written."""
+
+
+class EmbeddingDimError(EmbeddingStoreError, ValueError):
+    """Vectors whose size differs from the size already stored for that node type."""
+
+
+
+class VersionedRows(NamedTuple):
+    """A consistent read: the current ``version``, ``vectors [n, dim]`` float32 (zeros where
+    missing) and ``found [n]`` bool."""
+
+    version: str | None
+    vectors: np.ndarray
+    found: np.ndarray
+
+
+def _check_ids(ids: Sequence[str]) -> list[str]:
+    if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
+        raise InvalidEmbeddingsError(f"ids must be a list of str, got {type(ids).__name__}")
+    ids = list(ids)
+    for node_id in ids:
+        if not isinstance(node_id, str):
+            raise InvalidEmbeddingsError(f"ids must be str node ids, got {node_id!r}")
+    return ids
+
+
+class EmbeddingStore(ABC):
+    """Versioned node embeddings. Public methods validate; ``_primitives`` implement."""
+
+    _closed: bool = False
+    _read_only: bool = False
+
+    def put_many(self, node_type: str, ids: Sequence[str], vectors: np.ndarray, version: str) -> None:
+        """Write ``vectors [len(ids), dim]`` float32 for ``ids`` and make ``version`` current, atomically.
+
+        Rows not listed keep their values (an incremental refresh writes only what changed).
+        Raises :class:`InvalidEmbeddingsError` / :class:`EmbeddingDimError` before writing
+        anything on duplicate ids, a non-float32 or non-finite matrix, a wrong shape, or a
+        ``dim`` other than the one stored for ``node_type``.
+        """
+        self._check_writable()
+        check_node_type(node_type)
+        ids = _check_ids(ids)
+        if not isinstance(version, str) or not version or len(version.encode()) > 1024:
+            raise InvalidEmbeddingsError(f"version must be a non-empty str (<= 1 KiB), got {version!r}")
+        if not isinstance(vectors, np.ndarray) or vectors.dtype != np.float32 or vectors.ndim != 2:
+            raise InvalidEmbeddingsError(
+                "vectors must be a 2-D numpy float32 array (cast with .astype(np.float32) on purpose), got "
+                f"{type(vectors).__name__} {getattr(vectors, 'dtype', '')} {getattr(vectors, 'shape', '')}")
+        if vectors.shape[0] != len(ids):
+            raise InvalidEmbeddingsError(f"{len(ids)} ids but {vectors.shape[0]} vector rows")
+        if len(set(ids)) != len(ids):
+            raise InvalidEmbeddingsError("ids contain duplicates; write each node once per version")
+        if not np.isfinite(vectors).all():
+            raise InvalidEmbeddingsError("vectors contain NaN or inf; refusing to publish them to the scorer")
+        dim = int(vectors.shape[1])
+        stored = self._dim(node_type)
+        if stored is not None and stored != dim:
+            raise EmbeddingDimError(
+                f"{node_type} vectors are {dim}-d but the store holds {stored}-d ones; a model with "
+                "another size needs its own embedding store (a new path)")
+        if dim == 0:
+            raise InvalidEmbeddingsError("vectors must have at least one column")
+        self._put_many(node_type, self._row_items(ids, vectors), dim, version)
+
+    def _row_items(self, ids: list[str], vectors: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
+        """The rows to write, one by one (a primitive consumes them into one commit)."""
+        yield from zip(ids, vectors)
+
+    def read_many(self, node_type: str, ids: Sequence[str]) -> VersionedRows:
+        """Rows of ``ids`` and the version they belong to, from one consistent view."""
+        self._check_open()
+        check_node_type(node_type)
+        return self._read_many(node_type, _check_ids(ids))
+
+    def get_many(self, node_type: str, ids: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(vectors [n, dim] float32, found [n] bool)``; missing rows are zeros."""
+        rows = self.read_many(node_type, ids)
+        return rows.vectors, rows.found
+
+    def read_all(self, node_type: str) -> tuple[str | None, list[str], np.ndarray]:
+        """``(version, ids, matrix [n, dim])`` of one node type from one consistent view."""
+        self._check_open()
+        check_node_type(node_type)
+        return self._read_all(node_type)
+
+    def get_all(self, node_type: str) -> tuple[list[str], np.ndarray]:
+        """All stored ``(ids, matrix [n, dim] float32)`` of a node type, ordered by id bytes."""
+        _, ids, matrix = self.read_all(node_type)
+        return ids, matrix
+
+    def version(self) -> str | None:
+        """The version of the last committed ``put_many`` (None on an empty store)."""
+        self._check_open()
+        return self._version()
+
+    def dim(self, node_type: str) -> int | None:
+        self._check_open()
+        check_node_type(node_type)
+        return self._dim(node_type)
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._close()
+
+    def __enter__(self) -> EmbeddingStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise StoreClosedError(f"{type(self).__name__} is closed; open a new store object")
+
+    def _check_writable(self) -> None:
+        self._check_open()
+        if self._read_only:
+            raise ReadOnlyStoreError("embedding store opened for reading; only the refresh worker writes")
+
+    @abstractmethod
+    def _put_many(self, node_type: str, items: Iterable[tuple[str, np.ndarray]], dim: int, version: str) -> None:
+        """Consume ``items`` and commit them with ``dim`` and ``version`` all or nothing."""
+
+    @abstractmethod
+    def _read_many(self, node_type: str, ids: list[str]) -> VersionedRows: ...
+
+    @abstractmethod
+    def _read_all(self, node_type: str) -> tuple[str | None, list[str], np.ndarray]: ...
+
+    @abstractmethod
+    def _version(self) -> str | None: ...
+
+    @abstractmethod
+    def _dim(self, node_type: str) -> int | None: ...
+
+    def _close(self) -> None:
+        pass
