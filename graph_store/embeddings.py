@@ -79,10 +79,15 @@ class MemoryEmbeddingStore(EmbeddingStore):
         return f"MemoryEmbeddingStore(version={self._current!r})"
 
     def _put_many(self, node_type: str, items: Iterable[tuple[str, np.ndarray]], dim: int, version: str) -> None:
-        staged = {node_id: np.array(row, dtype=np.float32) for node_id, row in items}
+        self._put_groups({node_type: (items, dim)}, version)
+
+    def _put_groups(self, groups: dict[str, tuple[Iterable[tuple[str, np.ndarray]], int]], version: str) -> None:
+        staged = {t: ({node_id: np.array(row, dtype=np.float32) for node_id, row in items}, dim)
+                  for t, (items, dim) in groups.items()}
         with self._lock:
-            self._rows[node_type].update(staged)
-            self._dims[node_type] = dim
+            for node_type, (rows, dim) in staged.items():
+                self._rows[node_type].update(rows)
+                self._dims[node_type] = dim
             self._current = version
 
     def _read_many(self, node_type: str, ids: list[str]) -> VersionedRows:

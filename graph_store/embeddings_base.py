@@ -7,7 +7,7 @@ the ``_primitives`` a backend implements (``graph_store.embeddings`` holds the i
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -38,6 +38,11 @@ class VersionedRows(NamedTuple):
     found: np.ndarray
 
 
+def _check_version(version: str) -> None:
+    if not isinstance(version, str) or not version or len(version.encode()) > 1024:
+        raise InvalidEmbeddingsError(f"version must be a non-empty str (<= 1 KiB), got {version!r}")
+
+
 def _check_ids(ids: Sequence[str]) -> list[str]:
     if isinstance(ids, (str, bytes)) or not isinstance(ids, Sequence):
         raise InvalidEmbeddingsError(f"ids must be a list of str, got {type(ids).__name__}")
@@ -63,10 +68,35 @@ class EmbeddingStore(ABC):
         ``dim`` other than the one stored for ``node_type``.
         """
         self._check_writable()
+        _check_version(version)
+        ids, dim = self._check_rows(node_type, ids, vectors)
+        self._put_many(node_type, self._row_items(ids, vectors), dim, version)
+
+    def put_groups(self, groups: Mapping[str, tuple[Sequence[str], np.ndarray]], version: str) -> None:
+        """``put_many`` for several node types in ONE atomic commit: ``{node_type: (ids, vectors)}``.
+
+        The refresh worker publishes the users and items of one refresh this way, so a reader
+        never pairs users of the new version with items of the old one. Every group is validated
+        as in :meth:`put_many` before anything is written; then all rows, each type's ``dim``
+        and ``version`` are committed together, or nothing is.
+        """
+        self._check_writable()
+        _check_version(version)
+        if not isinstance(groups, Mapping) or not groups:
+            raise InvalidEmbeddingsError("groups must be a non-empty {node_type: (ids, vectors)} mapping")
+        checked: dict[str, tuple[list[str], np.ndarray, int]] = {}
+        for node_type, pair in groups.items():
+            if not isinstance(pair, tuple) or len(pair) != 2:
+                raise InvalidEmbeddingsError(f"groups[{node_type!r}] must be an (ids, vectors) pair")
+            ids, dim = self._check_rows(node_type, pair[0], pair[1])
+            checked[node_type] = (ids, pair[1], dim)
+        self._put_groups({t: (self._row_items(ids, vectors), dim) for t, (ids, vectors, dim) in checked.items()},
+                         version)
+
+    def _check_rows(self, node_type: str, ids: Sequence[str], vectors: np.ndarray) -> tuple[list[str], int]:
+        """Validated ``(ids, dim)`` of one node type's rows (see :meth:`put_many` for the rules)."""
         check_node_type(node_type)
         ids = _check_ids(ids)
-        if not isinstance(version, str) or not version or len(version.encode()) > 1024:
-            raise InvalidEmbeddingsError(f"version must be a non-empty str (<= 1 KiB), got {version!r}")
         if not isinstance(vectors, np.ndarray) or vectors.dtype != np.float32 or vectors.ndim != 2:
             raise InvalidEmbeddingsError(
                 "vectors must be a 2-D numpy float32 array (cast with .astype(np.float32) on purpose), got "
@@ -85,7 +115,7 @@ class EmbeddingStore(ABC):
                 "another size needs its own embedding store (a new path)")
         if dim == 0:
             raise InvalidEmbeddingsError("vectors must have at least one column")
-        self._put_many(node_type, self._row_items(ids, vectors), dim, version)
+        return ids, dim
 
     def _row_items(self, ids: list[str], vectors: np.ndarray) -> Iterator[tuple[str, np.ndarray]]:
         """The rows to write, one by one (a primitive consumes them into one commit)."""
@@ -146,6 +176,10 @@ class EmbeddingStore(ABC):
     @abstractmethod
     def _put_many(self, node_type: str, items: Iterable[tuple[str, np.ndarray]], dim: int, version: str) -> None:
         """Consume ``items`` and commit them with ``dim`` and ``version`` all or nothing."""
+
+    @abstractmethod
+    def _put_groups(self, groups: dict[str, tuple[Iterable[tuple[str, np.ndarray]], int]], version: str) -> None:
+        """Consume every group's row items and commit them, each type's dim and ``version`` all or nothing."""
 
     @abstractmethod
     def _read_many(self, node_type: str, ids: list[str]) -> VersionedRows: ...

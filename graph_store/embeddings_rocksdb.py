@@ -1,4 +1,4 @@
-"""RocksDB backend of the embedding store (rocksdict): one ``WriteBatch`` per ``put_many``.
+"""RocksDB backend of the embedding store (rocksdict): one ``WriteBatch`` per ``put_many`` / ``put_groups``.
 
 Byte layout: :mod:`graph_store.embeddings_codec`. One ``WriteBatch`` holds a whole ``put_many``,
 so its size bounds a commit (~4·d bytes per row: 70k rows of 64-d are 18 MB); tables far larger
@@ -105,12 +105,16 @@ class RocksDBEmbeddingStore(EmbeddingStore):
                                       f"{FORMAT_VERSION}; rewrite it with the matching refresh worker")
 
     def _put_many(self, node_type: str, items: Iterable[tuple[str, np.ndarray]], dim: int, version: str) -> None:
+        self._put_groups({node_type: (items, dim)}, version)
+
+    def _put_groups(self, groups: dict[str, tuple[Iterable[tuple[str, np.ndarray]], int]], version: str) -> None:
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
-        for node_id, row in items:
-            batch.put(vector_key(node_type, node_id), encode_vector(row))
-        batch.put(dim_key(node_type), encode_u32(dim))
+        for node_type, (items, dim) in groups.items():
+            for node_id, row in items:
+                batch.put(vector_key(node_type, node_id), encode_vector(row))
+            batch.put(dim_key(node_type), encode_u32(dim))
         batch.put(KEY_VERSION, version.encode())
         try:
             self._db.write(batch, self._write_opt)

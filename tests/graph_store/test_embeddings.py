@@ -249,3 +249,32 @@ def test_process_killed_mid_write_keeps_a_whole_version(tmp_path, mode, exit_cod
         got_version, ids, matrix = store.read_all("user")
     assert got_version == version and len(ids) == 1000
     assert np.all(matrix == value)  # every row from the same version
+
+
+def test_put_groups_writes_every_type_and_the_version_in_one_commit(make_store) -> None:
+    store = make_store()
+    users, u = _table(3, d=4)
+    items, i = _table(5, d=6, seed=1)
+    store.put_groups({"user": (users, u), "item": (items, i)}, "v1")
+    assert store.version() == "v1" and store.dim("user") == 4 and store.dim("item") == 6
+    np.testing.assert_array_equal(store.get_all("user")[1], u)
+    np.testing.assert_array_equal(store.get_all("item")[1], i)
+    with pytest.raises(EmbeddingDimError):  # the item group is bad: the user group is not written either
+        store.put_groups({"user": (users, u + 1), "item": (items, np.ones((5, 3), np.float32))}, "v2")
+    with pytest.raises(InvalidEmbeddingsError):
+        store.put_groups({}, "v2")
+    assert store.version() == "v1"
+    np.testing.assert_array_equal(store.get_all("user")[1], u)
+
+
+def test_put_groups_crash_in_a_later_group_leaves_the_previous_version(make_store) -> None:
+    store = make_store(lambda cls: _faulty(cls, after=3))
+    users, u = _table(3)
+    items, i = _table(3, seed=1)
+    store.put_groups({"user": (users, u), "item": (items, i)}, "v1")  # 3 rows each: no fault
+    more_items, more = _table(8, seed=2)
+    with pytest.raises(_Crash):  # users fully staged, items die at row 3
+        store.put_groups({"user": (users, u + 1), "item": (more_items, more)}, "v2")
+    assert store.version() == "v1"
+    np.testing.assert_array_equal(store.get_all("user")[1], u)
+    assert store.get_all("item")[0] == items
