@@ -1,6 +1,6 @@
 """The ``gnnrec`` command line. Every worker flag has an environment-variable twin.
 
-    gnnrec worker ingest|score [--flags]      long-running workers (faust apps)
+    gnnrec worker ingest|score|refresh|train  long-running workers (faust apps)
     gnnrec produce --file PATH | --simulate N replay a dataset file or the simulator into Kafka
     gnnrec consume TOPIC                      tail a topic in readable form
     gnnrec broker                             run the embedded Tansu broker in the foreground
@@ -19,8 +19,8 @@ import sys
 import time
 from pathlib import Path
 
-from workers.settings import (IngestSettings, ScoreSettings, WorkerSettings, add_settings_arguments,
-                              settings_from_args)
+from workers.settings import (IngestSettings, RefreshSettings, ScoreSettings, TrainSettings, WorkerSettings,
+                              add_settings_arguments, settings_from_args)
 
 
 def _env(name: str, default):
@@ -34,6 +34,10 @@ def _add_worker_parsers(sub) -> None:
     add_settings_arguments(p, IngestSettings)
     p = wsub.add_parser("score", help="emit next-item and social recommendations")
     add_settings_arguments(p, ScoreSettings)
+    p = wsub.add_parser("refresh", help="keep the published node embeddings fresh (local refresh, hot swap)")
+    add_settings_arguments(p, RefreshSettings)
+    p = wsub.add_parser("train", help="retrain the live models on a schedule and publish them")
+    add_settings_arguments(p, TrainSettings)
 
 
 def _add_stream_parsers(sub) -> None:
@@ -85,6 +89,14 @@ def _run_worker(args) -> int:
         from workers.ingest import IngestService
         settings = settings_from_args(IngestSettings, args)
         run_faust_worker("ingest", IngestService(settings), settings)
+    elif args.worker == "refresh":
+        from workers.refresh_worker import RefreshService
+        settings = settings_from_args(RefreshSettings, args)
+        run_faust_worker("refresh", RefreshService(settings), settings)
+    elif args.worker == "train":
+        from workers.train_worker import TrainService
+        settings = settings_from_args(TrainSettings, args)
+        run_faust_worker("train", TrainService(settings), settings)
     else:
         from workers.score import ScoreService
         settings = settings_from_args(ScoreSettings, args)

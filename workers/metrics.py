@@ -39,6 +39,37 @@ STORE_EDGES = Gauge("gnnrec_store_edges", "Edges in the graph store", ["worker",
 COMMITTED_OFFSET = Gauge(
     "gnnrec_committed_offset", "Next offset stored with the data, per partition", ["worker", "topic", "partition"])
 
+_JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
+REFRESH_DIRTY = Gauge("gnnrec_refresh_dirty_nodes", "Dirty nodes taken by the last refresh", ["worker"])
+REFRESH_RECOMPUTED = Counter(
+    "gnnrec_refresh_recomputed_nodes_total", "Embedding rows recomputed and published", ["worker"])
+REFRESH_SECONDS = Histogram(
+    "gnnrec_refresh_duration_seconds", "One refresh: recomputation plus the embedding-store write", ["worker"],
+    buckets=_JOB_BUCKETS)
+REFRESH_RUNS = Counter(
+    "gnnrec_refresh_runs_total", "Refreshes written, by kind (local, rebuild, swap)", ["worker", "kind"])
+REFRESH_ERRORS = Counter(
+    "gnnrec_refresh_errors_total", "Refreshes that failed (logged; the previous version stays served)",
+    ["worker", "stage"])
+MODEL_VERSION = Gauge(
+    "gnnrec_model_version_info", "1 for the model version in use (trainer: last published)", ["worker", "version"])
+MODEL_TRAINED_AT = Gauge(
+    "gnnrec_model_trained_at_ms", "Event time of the data the model in use was trained on", ["worker"])
+EMBEDDING_WATERMARK = Gauge(
+    "gnnrec_embedding_version_watermark_ms", "Event-time watermark of the last embeddings written", ["worker"])
+TRAIN_RUNS = Counter("gnnrec_train_runs_total", "Training runs, by outcome", ["worker", "outcome"])
+TRAIN_SECONDS = Histogram(
+    "gnnrec_train_duration_seconds", "One training run, publishing included", ["worker"], buckets=_JOB_BUCKETS)
+
+
+def set_model_version(worker: str, version: str, trained_at_ms: int) -> None:
+    """Make ``version`` the only ``gnnrec_model_version_info`` series of ``worker`` set to 1."""
+    for labels in list(MODEL_VERSION._metrics):  # drop the previous version's series
+        if labels[0] == worker and labels[1] != version:
+            MODEL_VERSION.remove(*labels)
+    MODEL_VERSION.labels(worker, version).set(1)
+    MODEL_TRAINED_AT.labels(worker).set(trained_at_ms)
+
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
     """Start the /metrics HTTP endpoint; returns the bound port (useful when port=0)."""

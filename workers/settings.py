@@ -84,6 +84,40 @@ class ScoreSettings(StoreBacked):
     model_version: str = "baseline-v1"
 
 
+class ReplicaSettings(StoreBacked):
+    """Workers that rebuild their own replica of the graph from the log and read a model directory."""
+
+    store: Literal["rocksdb", "memory"] = "memory"
+    model_dir: Path = Field(Path("data/models"), description="directory of published model bundles (shared)")
+
+
+class RefreshSettings(ReplicaSettings):
+    data_dir: Path = Path("data/refresh")
+    group_id: str = "gnnrec-refresh"
+    metrics_port: int = 9103
+    embeddings_dir: Path = Field(Path("data/embeddings"),
+                                 description="RocksDB embedding store this worker writes (scorers read it as secondaries)")
+    refresh_interval_s: float = Field(5.0, gt=0, description="wall-clock seconds between refreshes")
+    dense_above: float = Field(0.5, gt=0, le=1, description="affected share above which a refresh goes dense")
+
+
+class TrainSettings(ReplicaSettings):
+    data_dir: Path = Path("data/train")
+    group_id: str = "gnnrec-train"
+    metrics_port: int = 9104
+    train_interval_s: float = Field(600.0, gt=0, description="wall-clock seconds between training runs")
+    min_events: int = Field(1000, ge=1, description="events applied before the first training run")
+    max_pending_records: int = Field(200_000, ge=1,
+                                     description="records held back while a training run reads the store")
+    dim: int = Field(32, ge=1, description="embedding size")
+    num_layers: int = Field(2, ge=0, description="LightGCN layers")
+    lightgcn_epochs: int = Field(30, ge=0)
+    srgnn_epochs: int = Field(3, ge=0)
+    social_epochs: int = Field(3, ge=0)
+    seed: int = Field(0, ge=0)
+    train_threads: int = Field(1, ge=1, description="torch threads of a training run")
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
     """One ``--flag`` per settings field, defaulting to None so env/defaults apply underneath."""
     for name, field in cls.model_fields.items():

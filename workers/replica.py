@@ -1,0 +1,111 @@
+"""A worker's own replica of the graph, built from the log (the refresh and train workers).
+
+Like the score worker, the refresh and train workers do not read the ingest worker's RocksDB
+store (one writer per path, and a secondary would give them no dirty marks of their own): each
+consumes ``interactions`` and ``follows`` into its own store, in its own consumer group.
+:class:`ReplicaFeed` is that consumption, split in two steps so that a caller can hold batches
+back while something else reads the store (the trainer does, during a training run):
+
+* :meth:`ReplicaFeed.fetch` takes one batch from Kafka and decodes it;
+* :meth:`ReplicaFeed.apply` applies a decoded batch with its offsets in one store commit.
+
+Positions come from the store, as in the ingest worker: on every assignment the consumer seeks
+to the stored offsets (plus those of batches fetched but not yet applied), and records below
+them are dropped, so each event reaches the replica exactly once. Bad records are counted and
+skipped: the ingest worker is the one that dead-letters them.
+"""
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable
+
+from graph_store import GraphStore
+from stream.events import ValidationLimits
+from workers import metrics as m
+from workers.ingest_core import IngestCore, PreparedBatch, store_trusts_decoder
+from workers.kafka_io import TP, BatchConsumer
+from workers.settings import StoreBacked
+
+log = logging.getLogger(__name__)
+
+
+class ReplicaFeed:
+    """Kafka interactions/follows → this worker's graph store, exactly once per event."""
+
+    def __init__(self, settings: StoreBacked, store: GraphStore, *, worker: str,
+                 clock: Callable[[], float] = time.time) -> None:
+        self.settings = settings
+        self.store = store
+        self.worker = worker
+        self.clock = clock
+        topics = settings.topics()
+        self.core = IngestCore(topics, ValidationLimits(
+            max_bytes=settings.max_event_bytes, max_future_skew_ms=settings.max_future_skew_ms), worker)
+        self.committed: dict[TP, int] = dict(store.committed_offsets())  # what the store holds
+        self.seen: dict[TP, int] = dict(self.committed)  # committed + fetched batches not yet applied
+        self.consumer = BatchConsumer(
+            settings.require_bootstrap(), [topics.interactions, topics.follows], group_id=settings.group_id,
+            stored_offsets=lambda: self.seen, max_records=settings.batch_max,
+            timeout_ms=settings.batch_timeout_ms, client_id=f"gnnrec-{worker}",
+            on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True))
+        self.applied = 0
+        self._last_gauges = 0.0
+
+    @property
+    def consumed_total(self) -> int:
+        """Records the store has consumed over its lifetime (sum of its stored offsets)."""
+        return sum(self.committed.values())
+
+    async def start(self) -> None:
+        await self.consumer.start()
+
+    async def stop(self) -> None:
+        await self.consumer.stop()
+
+    async def fetch(self) -> PreparedBatch | None:
+        """One batch from Kafka, decoded; None on an idle poll or when every record was a replay."""
+        parts = await self.consumer.get_partitions()
+        if not parts:
+            return None
+        batch = self.core.prepare_partitions(parts, self.seen, int(self.clock() * 1000))
+        for topic, n in batch.consumed.items():
+            m.EVENTS_CONSUMED.labels(self.worker, topic).inc(n)
+        if batch.skipped:
+            m.EVENTS_SKIPPED.labels(self.worker).inc(batch.skipped)
+        for reason, n in batch.reasons.items():
+            m.REJECTED.labels(self.worker, reason).inc(n)
+        if not batch.offsets:
+            return None
+        self.seen.update(batch.offsets)
+        return batch
+
+    def apply(self, batch: PreparedBatch) -> int:
+        """Apply a fetched batch and its offsets in one commit; returns the events applied."""
+        now_ms = int(self.clock() * 1000)
+        trusted = store_trusts_decoder(self.store.settings, self.core.limits, now_ms)
+        stats = self.store.apply_many(batch.events, batch.offsets, trusted=trusted)
+        self.committed.update(batch.offsets)
+        m.EVENTS_APPLIED.labels(self.worker, "interaction").inc(stats.interactions)
+        m.EVENTS_APPLIED.labels(self.worker, "follow").inc(stats.follows)
+        n = stats.interactions + stats.follows
+        self.applied += n
+        return n
+
+    async def run_once(self) -> int:
+        """Fetch and apply one batch; returns the events applied (0 on an idle poll)."""
+        batch = await self.fetch()
+        n = 0 if batch is None else self.apply(batch)
+        self.export_gauges(force=False)
+        return n
+
+    def export_gauges(self, *, force: bool) -> None:
+        now = time.monotonic()
+        if not force and now - self._last_gauges < 1.0:
+            return
+        self._last_gauges = now
+        m.export_store_counts(self.worker, self.store.counts())
+        for (topic, part), lag in self.consumer.lag().items():
+            m.CONSUMER_LAG.labels(self.worker, topic, str(part)).set(lag)
+        for (topic, part), off in self.committed.items():
+            m.COMMITTED_OFFSET.labels(self.worker, topic, str(part)).set(off)
