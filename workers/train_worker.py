@@ -73,8 +73,12 @@ class TrainLoop:
     """Consume into the replica; train in a thread on schedule; hold batches back meanwhile."""
 
     def __init__(self, settings: TrainSettings, store: GraphStore, *, worker: str = "train",
-                 wall: Callable[[], float] = time.monotonic) -> None:
+                 wall: Callable[[], float] = time.monotonic,
+                 run: Callable[[GraphStore, Path, LiveTrainConfig], ModelBundle | None] | None = None) -> None:
         self.settings = settings
+        # One training run (tests pass a wrapper to hold a run open); never raises.
+        self.run: Callable[[GraphStore, Path, LiveTrainConfig], ModelBundle | None] = run or (
+            lambda store, model_dir, cfg: train_and_publish(store, model_dir, cfg, worker=worker))
         self.store = store
         self.worker = worker
         self.wall = wall
@@ -128,7 +132,7 @@ class TrainLoop:
             return False
         self._last_start = self.wall()
         self.running = asyncio.get_running_loop().run_in_executor(
-            None, lambda: train_and_publish(self.store, self.settings.model_dir, self.cfg, worker=self.worker))
+            None, self.run, self.store, self.settings.model_dir, self.cfg)
         return True
 
     def _finish(self) -> None:

@@ -1,4 +1,4 @@
-"""The train and refresh workers' loops on the embedded Tansu broker, in process.
+"""The train and refresh workers on the embedded Tansu broker: their loops in process, then the CLI.
 
 Simulator events go to real topics; the train loop consumes them into its replica and
 publishes a bundle; the refresh loop consumes the same topics into its own replica and writes
@@ -7,25 +7,31 @@ every user and item of the replica has a row under the published version; the ro
 full recomputation of the same snapshot; a bundle published mid-stream is swapped in by the
 running loop; a refresh that dies inside the write leaves the previous version complete.
 The wall clock of the refresh schedule is injected, so the test decides when a refresh runs.
+Then `gnnrec worker train` and `gnnrec worker refresh` run as processes (metrics scraped), swap a
+bundle published mid-stream, and the refresh worker is SIGKILLed: its last version stays whole.
 """
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 from pathlib import Path
 
 import pytest
 import torch
 
+from graph_store import MemoryGraphStore, StoreSettings
 from graph_store.embeddings import RocksDBEmbeddingStore
 from stream.brokers import BrokerHandle, BrokerUnavailable
 from stream.producer import EventProducer
 from stream.simulator import BadRecord, Simulator, SimulatorSettings
 from stream.topics import TopicSettings, ensure_topics
 from tests.integration.conftest import BrokerPool, unavailable
+from tests.integration.pipeline_support import wait_for, worker_env
 from tests.workers.test_refresh_worker import FailingWrites, assert_matches_full, fresh_oracle
-from workers.live.bundle import latest_version
-from workers.live.train import LiveTrainConfig
+from workers.launch import WorkerProcess, metric_sum
+from workers.live.bundle import latest_version, publish
+from workers.live.train import LiveTrainConfig, train_bundle
 from workers.refresh_worker import RefreshLoop
 from workers.settings import RefreshSettings, TrainSettings
 from workers.stores import open_store
@@ -95,15 +101,30 @@ async def _scenario(bootstrap: str, unique_topics, tmp_path: Path) -> None:
     # --- train: consume everything, train once, publish ------------------------------------------
     train_settings = TrainSettings(**common, group_id=unique_topics("train"), data_dir=tmp_path / "train",
                                    min_events=produced, train_interval_s=3600, **SMALL)
-    trainer = TrainLoop(train_settings, open_store(train_settings))
+    gate = threading.Event()  # holds the training run open while more events arrive
+
+    def gated_run(store, model_dir, cfg):
+        gate.wait(30)
+        return train_and_publish(store, model_dir, cfg)
+
+    trainer = TrainLoop(train_settings, open_store(train_settings), run=gated_run)
     await trainer.start()
     try:
-        await _run_until(trainer, lambda: trainer.published >= 1, "the first training run")
+        await _run_until(trainer, lambda: trainer.running is not None, "the first training run to start")
+        snapshot_ms = trainer.store.watermark_ms()
+        produced += await _produce(bootstrap, topics, _events(300, 9, start_ms + 2_000_000))
+        await _run_until(trainer, lambda: trainer.pending_records > 0, "records fetched during the run")
+        assert trainer.feed.consumed_total == train_settings.min_events  # held back, store untouched
+        gate.set()
+        await _run_until(trainer, lambda: trainer.published >= 1 and trainer.feed.consumed_total == produced,
+                         "the run to end and the held records to be applied")
     finally:
+        gate.set()
         await trainer.stop()
     first_model = trainer.last_published.version
+    assert trainer.last_published.trained_at_ms == snapshot_ms  # trained on the snapshot of its start
+    assert trainer.store.watermark_ms() > snapshot_ms and not trainer.pending
     assert latest_version(tmp_path / "models") == first_model
-    assert trainer.feed.consumed_total == produced
 
     # --- refresh: rebuild with the published model ------------------------------------------------
     wall = Wall()
@@ -128,14 +149,16 @@ async def _scenario(bootstrap: str, unique_topics, tmp_path: Path) -> None:
         assert_matches_full(reader, store, loop.core.refresher)
 
         # --- more events: a local refresh, new version --------------------------------------------
-        produced += await _produce(bootstrap, topics, _events(300, 9, start_ms + 2_000_000))
+        produced += await _produce(bootstrap, topics, _events(300, 12, start_ms + 3_000_000))
         assert await refresh_after(produced) == "local"
         reader.catch_up()
         v2 = reader.version()
         assert v2 == f"{first_model}/r2/w{store.watermark_ms()}" and v2 != v1
         assert loop.core.last.result.recomputed < store.counts().users + store.counts().items
+        # Against a full propagation of the same x0 only: nodes new to the bundle got their
+        # inductive ego at first sight (the previous refresh), which a from-scratch rebuild
+        # would recompute from their neighbours as of now.
         assert_matches_full(reader, store, loop.core.refresher)
-        fresh_oracle(reader, store, trainer.last_published, store.watermark_ms())
 
         # --- a new bundle mid-stream: the running loop swaps it in --------------------------------
         produced += await _produce(bootstrap, topics, _events(300, 10, start_ms + 4_000_000))
@@ -169,3 +192,74 @@ async def _scenario(bootstrap: str, unique_topics, tmp_path: Path) -> None:
         await loop.stop()
         reader.close()
         emb.close()
+
+
+def _whole_version(reader: RocksDBEmbeddingStore, oracle: MemoryGraphStore) -> str | None:
+    """The reader's version if it covers every user and item of ``oracle`` at its watermark, else None."""
+    reader.catch_up()
+    version = reader.version()
+    if version is None or not version.endswith(f"/w{oracle.watermark_ms()}"):
+        return None
+    for node_type in ("user", "item"):
+        assert reader.read_all(node_type)[1] == sorted(oracle.node_ids(node_type), key=str.encode)
+    return version
+
+
+def test_cli_workers_publish_swap_and_survive_sigkill(tansu: BrokerHandle, unique_topics, tmp_path: Path) -> None:
+    """`gnnrec worker train` and `gnnrec worker refresh` as processes; the refresh one is SIGKILLed."""
+    topics = TopicSettings(interactions=unique_topics("interactions"), follows=unique_topics("follows"),
+                           next_item=unique_topics("next-item"), social=unique_topics("social"),
+                           dead_letters=unique_topics("dead-letters"), partitions=PARTITIONS)
+    asyncio.run(ensure_topics(tansu.bootstrap, topics))
+    start_ms = int(time.time() * 1000) - 86_400_000
+    events = _events(1500, 3, start_ms)
+    asyncio.run(_produce(tansu.bootstrap, topics, events))
+    oracle = MemoryGraphStore(StoreSettings())
+    oracle.apply_many(events)
+    models, emb_dir = tmp_path / "models", tmp_path / "emb"
+    shared = {"GNNREC_MODEL_DIR": str(models), "GNNREC_STORE": "memory", "GNNREC_PARTITIONS": str(PARTITIONS)}
+    train_env = {**worker_env(tansu.bootstrap, unique_topics, unique_topics("train"), tmp_path / "train"), **shared,
+                 **{f"GNNREC_{k.upper()}": str(v) for k, v in SMALL.items()},
+                 "GNNREC_MIN_EVENTS": str(len(events)), "GNNREC_TRAIN_INTERVAL_S": "3600"}
+    refresh_env = {**worker_env(tansu.bootstrap, unique_topics, unique_topics("refresh"), tmp_path / "refresh"),
+                   **shared, "GNNREC_EMBEDDINGS_DIR": str(emb_dir), "GNNREC_REFRESH_INTERVAL_S": "0.3"}
+    # Both at once: the refresh worker consumes and waits until the trainer publishes.
+    train = WorkerProcess("train", [], env=train_env, log_path=tmp_path / "logs" / "train.log").start()
+    refresh = WorkerProcess("refresh", [], env=refresh_env, log_path=tmp_path / "logs" / "refresh.log").start()
+    try:
+        train.wait_ready(120)
+        refresh.wait_ready(120)
+        model = wait_for(lambda: latest_version(models), 60, "the first published model")
+        assert metric_sum(train.scrape(), "gnnrec_train_runs_total", outcome="published") == 1
+        assert metric_sum(train.scrape(), "gnnrec_model_version_info", version=model) == 1
+
+        wait_for(lambda: (emb_dir / "CURRENT").exists(), 30, "the embedding store")
+        reader = RocksDBEmbeddingStore.open_secondary(emb_dir, tmp_path / "reader")
+        v1 = wait_for(lambda: _whole_version(reader, oracle), 30, "embeddings of every node")
+        assert v1.startswith(f"{model}/r")
+        samples = refresh.scrape()
+        assert metric_sum(samples, "gnnrec_model_version_info", version=model) == 1
+        assert metric_sum(samples, "gnnrec_embedding_version_watermark_ms") == oracle.watermark_ms()
+        assert metric_sum(samples, "gnnrec_refresh_recomputed_nodes_total") >= len(oracle.node_ids("user"))
+        assert metric_sum(samples, "gnnrec_refresh_duration_seconds_count") >= 1
+
+        # A bundle published by someone else: the running worker swaps it in.
+        new = train_bundle(oracle, oracle.watermark_ms(), LiveTrainConfig(**SMALL, seed=1))
+        publish(new, models)
+        v2 = wait_for(lambda: (v := _whole_version(reader, oracle)) and v.startswith(new.version + "/") and v,
+                      30, "the swapped model's embeddings")
+        assert metric_sum(refresh.scrape(), "gnnrec_refresh_runs_total", kind="swap") == 1
+
+        more = _events(300, 9, start_ms + 2_000_000)  # then a local refresh at the new watermark
+        asyncio.run(_produce(tansu.bootstrap, topics, more))
+        oracle.apply_many(more)
+        v3 = wait_for(lambda: _whole_version(reader, oracle), 30, "embeddings of the new events")
+        assert v3.startswith(new.version + "/") and v3 != v2
+        assert metric_sum(refresh.scrape(), "gnnrec_refresh_runs_total", kind="local") >= 1
+
+        refresh.kill()  # SIGKILL: no shutdown code runs; the last whole version stays readable
+        assert _whole_version(reader, oracle) == v3
+        reader.close()
+    finally:
+        refresh.stop()
+        train.stop()
