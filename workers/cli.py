@@ -7,6 +7,7 @@
     gnnrec topics                             create the topics
     gnnrec demo [--events N] [--json]         the whole pipeline on the embedded broker
     gnnrec bench ingest [--json]              ingest throughput vs raw consume vs naive faust
+    gnnrec bench latency [--json]             event→recommendation latency of the GNN score worker
     gnnrec train / eval / results             offline models (see models/)
 """
 from __future__ import annotations
@@ -79,6 +80,11 @@ def build_parser() -> argparse.ArgumentParser:
     from workers import cli_models, demo, bench
     demo.add_parser(sub)
     bench.add_parser(sub)
+    from workers import bench_latency
+    # `bench latency` joins the subcommands `bench.add_parser` created (argparse keeps them as
+    # the bench parser's only _SubParsersAction).
+    bench_sub = next(a for a in sub.choices["bench"]._actions if isinstance(a, argparse._SubParsersAction))
+    bench_latency.add_parser(bench_sub)
     cli_models.add_parsers(sub)
     return parser
 

@@ -39,6 +39,7 @@ STORE_EDGES = Gauge("gnnrec_store_edges", "Edges in the graph store", ["worker",
 COMMITTED_OFFSET = Gauge(
     "gnnrec_committed_offset", "Next offset stored with the data, per partition", ["worker", "topic", "partition"])
 
+
 _JOB_BUCKETS = (0.01, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0)
 REFRESH_DIRTY = Gauge("gnnrec_refresh_dirty_nodes", "Dirty nodes taken by the last refresh", ["worker"])
 REFRESH_RECOMPUTED = Counter(
@@ -69,6 +70,28 @@ def set_model_version(worker: str, version: str, trained_at_ms: int) -> None:
             MODEL_VERSION.remove(*labels)
     MODEL_VERSION.labels(worker, version).set(1)
     MODEL_TRAINED_AT.labels(worker).set(trained_at_ms)
+
+
+# GNN scoring: how old the embeddings behind a recommendation are, which versions serve, and
+# prequential online quality (see workers/live/quality.py) per recommender.
+EMBEDDING_STALENESS = Histogram(
+    "gnnrec_embedding_staleness_seconds",
+    "Request event time minus the watermark of the embedding version that scored it", ["worker"],
+    buckets=(0.1, 0.5, 1.0, 2.0, 5.0, 10.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0))
+EMBEDDING_VERSION_INFO = Gauge(
+    "gnnrec_embedding_version_info", "1 for the embedding version now serving", ["worker", "embedding_version"])
+ONLINE_HIT_RATE = Gauge(
+    "gnnrec_online_hit_rate_20", "Share of next-item lists whose session clicked one of their items next",
+    ["worker", "recommender"])
+ONLINE_MRR = Gauge(
+    "gnnrec_online_mrr_20", "Mean reciprocal rank of the next click in the session's last next-item list",
+    ["worker", "recommender"])
+ONLINE_SCORED = Counter(
+    "gnnrec_online_scored_total", "Next-item lists scored against the session's next click", ["worker", "recommender"])
+ONLINE_HITS = Counter(
+    "gnnrec_online_hits_total", "Next-item lists that held the session's next click", ["worker", "recommender"])
+ONLINE_RECIPROCAL_RANK = Counter(
+    "gnnrec_online_reciprocal_rank_total", "Sum of 1/rank of the next click (0 on a miss)", ["worker", "recommender"])
 
 
 def serve_metrics(port: int, host: str = "127.0.0.1") -> int:

@@ -10,6 +10,13 @@ start it rebuilds that state by replaying the log from the beginning, and emits 
 records below the offsets it had already scored (kept in ``scored-offsets.json``), so a restart
 neither loses state nor re-sends old recommendations. With ``--store rocksdb`` each per-event
 commit carries that event's offset and the restart resumes from the store instead.
+
+Two recommenders: ``transitions`` (the baselines of :mod:`workers.recommenders`) and ``gnn``
+(:mod:`workers.gnn_score`: the trained bundle over the refresh worker's embeddings, polled
+every ``--embeddings-poll-s``), which falls back to the baselines per request when it cannot
+answer (no bundle or embeddings yet, no known item in the session). Each recommendation says
+which model and embedding version produced it, and next-item lists are scored prequentially
+against the session's next click (:class:`workers.live.quality.OnlineQuality`).
 """
 from __future__ import annotations
 
@@ -18,8 +25,10 @@ import json
 import logging
 import os
 import time
-from pathlib import Path
 from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
 from mode import Service
@@ -29,11 +38,43 @@ from stream.events import Follow, Interaction, Invalid, Recommendation, ScoredIt
 from workers import metrics as m
 from workers.ingest_core import IngestCore
 from workers.kafka_io import TP, BatchConsumer, RawRecord
+from workers.live.quality import OnlineQuality
 from workers.recommenders import next_item_transitions, social_followees
 from workers.settings import ScoreSettings
 from workers.stores import open_store
 
+if TYPE_CHECKING:
+    from workers.gnn_score import EmbeddingFollower
+
 log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class Scored:
+    """One recommendation to emit, with what produced it (``recommender``: gnn | transitions)."""
+
+    user_id: str
+    session_id: str | None
+    kind: str
+    items: list[tuple[str, float]]
+    recommender: str
+    model_version: str
+    embedding_version: str | None = None
+
+
+def make_follower(settings: ScoreSettings) -> "EmbeddingFollower | None":
+    """The GNN side of the scorer, or None in ``transitions`` mode (torch is not even imported)."""
+    if not settings.use_gnn():
+        return None
+    import torch
+
+    from workers.gnn_score import EmbeddingFollower
+    from workers.live.scorer import ScorerSettings
+    # One thread: more spin on a loaded machine and slow every per-event call ~10x.
+    torch.set_num_threads(1)
+    assert settings.model_dir is not None and settings.embeddings_dir is not None  # use_gnn() checked
+    return EmbeddingFollower(settings.model_dir, settings.embeddings_dir, settings.data_dir / "embeddings-secondary",
+                             ScorerSettings(k=settings.k, ann_threshold=settings.ann_threshold))
 
 
 class ScoreLoop:
@@ -63,6 +104,11 @@ class ScoreLoop:
         self._trending_at = 0.0
         self.emitted = {"next_item": 0, "social": 0}
         self._last_gauges = 0.0
+        self.gnn = make_follower(settings)
+        self._last_poll = float("-inf")
+        self._serving: tuple[str | None, str | None] = (None, None)
+        self.quality = OnlineQuality(k=settings.k, max_sessions=settings.quality_sessions)
+        m.set_model_version(worker, settings.model_version, 0)
 
     async def start(self) -> None:
         await self.producer.start()
@@ -72,6 +118,25 @@ class ScoreLoop:
         await self.consumer.stop()
         await self.producer.stop()
         self._maybe_save_scored(force=True)
+        if self.gnn is not None:
+            self.gnn.close()
+
+    def maybe_poll_embeddings(self, *, force: bool = False) -> None:
+        """Catch up with the embedding store / model dir every ``embeddings_poll_s``."""
+        now = time.monotonic()
+        if self.gnn is None or (not force and now - self._last_poll < self.settings.embeddings_poll_s):
+            return
+        self._last_poll = now
+        if not self.gnn.poll():
+            return
+        serving = (self.gnn.model_version, self.gnn.embedding_version)
+        old_model, old_emb = self._serving
+        if old_model != serving[0] and self.gnn.scorer is not None:
+            m.set_model_version(self.worker, self.gnn.scorer.model_version, self.gnn.scorer.bundle.trained_at_ms)
+        if old_emb is not None:
+            m.EMBEDDING_VERSION_INFO.remove(self.worker, old_emb)
+        m.EMBEDDING_VERSION_INFO.labels(self.worker, serving[1]).set(1)
+        self._serving = serving
 
     def trending(self, now_ms: int) -> list[Neighbour]:
         wall = time.monotonic()
@@ -83,23 +148,56 @@ class ScoreLoop:
             self._trending_at = wall
         return self._trending
 
-    def recommend(self, event) -> list[tuple[str, str | None, str, list[tuple[str, float]]]]:
-        """(user, session, kind, items) to emit for one already-applied event. Pure of I/O."""
-        s = self.settings
+    def recommend(self, event) -> list[Scored]:
+        """What to emit for one already-applied event. Pure of I/O."""
         if isinstance(event, Interaction):
-            trending = self.trending(event.ts)
-            nxt = next_item_transitions(self.store, event.session_id, event.ts, k=s.k,
-                                        context=s.session_context, trending=trending)
-            soc = social_followees(self.store, event.user_id, event.ts, k=s.k,
-                                   max_followees=s.max_followees, trending=trending)
-            return [(event.user_id, event.session_id, "next_item", nxt),
-                    (event.user_id, event.session_id, "social", soc)]
-        trending = self.trending(event.ts)
-        soc = social_followees(self.store, event.src_user, event.ts, k=s.k,
-                               max_followees=s.max_followees, trending=trending)
-        return [(event.src_user, None, "social", soc)]
+            return [self._next_item(event.user_id, event.session_id, event.ts),
+                    self._social(event.user_id, event.session_id, event.ts)]
+        return [self._social(event.src_user, None, event.ts)]
+
+    def _gnn_scored(self, user: str, session: str | None, kind: str, items, now_ms: int) -> Scored:
+        assert self.gnn is not None and self.gnn.model_version is not None
+        watermark = self.gnn.watermark_ms
+        if watermark is not None:
+            m.EMBEDDING_STALENESS.labels(self.worker).observe(max(0.0, (now_ms - watermark) / 1000.0))
+        return Scored(user, session, kind, items, "gnn", self.gnn.model_version, self.gnn.embedding_version)
+
+    def _next_item(self, user: str, session: str, now_ms: int) -> Scored:
+        s = self.settings
+        if self.gnn is not None:
+            items = self.gnn.recommend_next(self.store, session, s.k)
+            if items is not None:
+                return self._gnn_scored(user, session, "next_item", items, now_ms)
+        items = next_item_transitions(self.store, session, now_ms, k=s.k, context=s.session_context,
+                                      trending=self.trending(now_ms))
+        return Scored(user, session, "next_item", items, "transitions", s.model_version)
+
+    def _social(self, user: str, session: str | None, now_ms: int) -> Scored:
+        s = self.settings
+        if self.gnn is not None:
+            items = self.gnn.recommend_social(self.store, user, session, now_ms, k=s.k, max_followees=s.max_followees)
+            if items is not None:
+                return self._gnn_scored(user, session, "social", items, now_ms)
+        items = social_followees(self.store, user, now_ms, k=s.k, max_followees=s.max_followees,
+                                 trending=self.trending(now_ms))
+        return Scored(user, session, "social", items, "transitions", s.model_version)
+
+    def _score_quality(self, event: Interaction) -> None:
+        """Prequential: judge the session's previous next-item list by this click."""
+        outcome = self.quality.observe(event.session_id, event.item_id)
+        if outcome is None:
+            return
+        label = (self.worker, outcome.recommender)
+        stats = self.quality.stats[outcome.recommender]
+        m.ONLINE_SCORED.labels(*label).inc()
+        if outcome.rank is not None:
+            m.ONLINE_HITS.labels(*label).inc()
+            m.ONLINE_RECIPROCAL_RANK.labels(*label).inc(outcome.reciprocal_rank)
+        m.ONLINE_HIT_RATE.labels(*label).set(stats.hit_rate)
+        m.ONLINE_MRR.labels(*label).set(stats.mrr)
 
     async def run_once(self) -> int:
+        self.maybe_poll_embeddings()
         records = await self.consumer.get_batch()
         if not records:
             self._maybe_export_gauges()
@@ -138,18 +236,23 @@ class ScoreLoop:
         if rec.offset < self.scored.get(tp, 0):
             return []  # rebuilding state after a restart: this one was scored before
         self.scored[tp] = rec.offset + 1
+        if isinstance(event, Interaction):
+            self._score_quality(event)
         futures = []
-        for user, session, kind, items in self.recommend(event):
+        for out in self.recommend(event):
             emitted_ms = int(self.clock() * 1000)
             reco = Recommendation(
-                user_id=user, session_id=session, kind=kind,
-                items=tuple(ScoredItem(i, float(sc)) for i, sc in items),
-                model_version=self.settings.model_version, event_ts=event.ts, emitted_ts=emitted_ms)
-            topic = self.topics.next_item if kind == "next_item" else self.topics.social
-            futures.append(await self.producer.send(topic, encode(reco), key=user.encode()))
-            self.emitted[kind] += 1
-            m.RECOMMENDATIONS.labels(self.worker, kind).inc()
-            m.LATENCY.labels(self.worker, kind).observe(max(0.0, (emitted_ms - rec.timestamp_ms) / 1000.0))
+                user_id=out.user_id, session_id=out.session_id, kind=out.kind,
+                items=tuple(ScoredItem(i, float(sc)) for i, sc in out.items),
+                model_version=out.model_version, event_ts=event.ts, emitted_ts=emitted_ms,
+                embedding_version=out.embedding_version)
+            topic = self.topics.next_item if out.kind == "next_item" else self.topics.social
+            futures.append(await self.producer.send(topic, encode(reco), key=out.user_id.encode()))
+            if out.kind == "next_item" and out.session_id is not None:
+                self.quality.record(out.session_id, out.recommender, [i for i, _ in out.items])
+            self.emitted[out.kind] += 1
+            m.RECOMMENDATIONS.labels(self.worker, out.kind).inc()
+            m.LATENCY.labels(self.worker, out.kind).observe(max(0.0, (emitted_ms - rec.timestamp_ms) / 1000.0))
         return futures
 
     def _maybe_export_gauges(self) -> None:

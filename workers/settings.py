@@ -10,7 +10,7 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from pydantic import AliasChoices, Field
+from pydantic import AliasChoices, Field, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 from stream.topics import TopicSettings
@@ -81,7 +81,27 @@ class ScoreSettings(StoreBacked):
     session_context: int = Field(5, ge=1, description="recent session items the next-item baseline looks at")
     max_followees: int = Field(50, ge=1)
     trending_refresh_s: float = Field(1.0, gt=0, description="how often the trending fallback is recomputed")
-    model_version: str = "baseline-v1"
+    model_version: str = Field("baseline-v1", description="model_version of the baseline recommendations")
+    recommender: Literal["auto", "transitions", "gnn"] = Field(
+        "auto", description="next-item/social model: gnn (bundle + refreshed embeddings, baselines as fallback) "
+        "or transitions (baselines only); auto = gnn when --model-dir and --embeddings-dir are set")
+    model_dir: Path | None = Field(None, description="model bundles published by `gnnrec worker train`")
+    embeddings_dir: Path | None = Field(None, description="embedding store written by `gnnrec worker refresh`")
+    embeddings_poll_s: float = Field(1.0, gt=0, description="how often the embedding store and LATEST are checked")
+    ann_threshold: int = Field(50_000, ge=0, description="catalogue size above which hnswlib ranks instead of a matmul")
+    quality_sessions: int = Field(100_000, ge=1, description="sessions whose last next-item list is kept for HR/MRR")
+
+    @model_validator(mode="after")
+    def _check_recommender(self) -> "ScoreSettings":
+        if self.recommender == "gnn" and (self.model_dir is None or self.embeddings_dir is None):
+            raise ValueError("--recommender gnn needs --model-dir (train worker output) and --embeddings-dir "
+                             "(refresh worker output); or use --recommender transitions")
+        return self
+
+    def use_gnn(self) -> bool:
+        if self.recommender == "auto":
+            return self.model_dir is not None and self.embeddings_dir is not None
+        return self.recommender == "gnn"
 
 
 class ReplicaSettings(StoreBacked):

@@ -1,0 +1,187 @@
+"""GNN mode of the score worker over a real RocksDB embedding store written from a Refresher.
+
+The refresh side (its own graph store, a :class:`Refresher`, a RocksDB embedding-store writer)
+and the score side (:class:`ScoreLoop` with its replica store, following the embedding store
+as a RocksDB secondary) see the same simulator stream, as the two workers do. No broker: the
+loop's ``recommend`` is pure of I/O, and the Kafka path is exercised by the demo and bench.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from pathlib import Path
+
+import pytest
+import torch
+
+from graph_store import MemoryGraphStore, StoreSettings
+from graph_store.embeddings import RocksDBEmbeddingStore
+from stream.events import Follow, Interaction
+from stream.simulator import Simulator, SimulatorSettings
+from workers.gnn_score import EmbeddingVersion
+from workers.live.bundle import publish
+from workers.live.refresher import Refresher, RefreshResult
+from workers.live.train import LiveTrainConfig, train_bundle
+from workers.score import ScoreLoop
+from workers.settings import ScoreSettings
+
+CFG = LiveTrainConfig(dim=16, num_layers=2, lightgcn_epochs=3, srgnn_epochs=1, social_epochs=1)
+T0 = 1_700_000_000_000
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
+
+def _events(n: int) -> list:
+    sim = Simulator(SimulatorSettings(seed=3, n_users=300, n_items=800))
+    return list(sim.events(start_ms=T0, n=n, step_ms=50))
+
+
+class RefreshSide:
+    """What `gnnrec worker refresh` does, in-process: its store, its Refresher, its writer."""
+
+    def __init__(self, path: Path) -> None:
+        self.store = MemoryGraphStore(StoreSettings())
+        self.writer = RocksDBEmbeddingStore(path)
+        self.refresher: Refresher | None = None
+
+    def write(self, result: RefreshResult, only: tuple[str, ...] = ("user", "item")) -> str:
+        version = f"{result.embedding_version}/w{result.watermark_ms}"
+        for node_type in only:
+            ids, vectors = result.rows.get(node_type, ([], None))
+            if ids:
+                self.writer.put_many(node_type, ids, vectors, version)
+        return version
+
+
+def _score_loop(tmp_path: Path, **kw) -> ScoreLoop:
+    settings = ScoreSettings(bootstrap_servers="127.0.0.1:1", data_dir=tmp_path / "score", k=10,
+                             model_dir=tmp_path / "models", embeddings_dir=tmp_path / "embeddings", **kw)
+    from workers.stores import open_store
+    return ScoreLoop(settings, open_store(settings))
+
+
+def test_gnn_recs_carry_versions_and_a_hot_swap_loses_no_recommendation(tmp_path: Path):
+    events = _events(4000)
+    warm, live = events[:2000], events[2000:]
+    side = RefreshSide(tmp_path / "embeddings")
+    side.store.apply_many(warm)
+    first = train_bundle(side.store, warm[-1].ts, CFG)
+    publish(first, tmp_path / "models")
+    side.refresher = Refresher(first)
+    side.write(side.refresher.rebuild(side.store, warm[-1].ts))
+    swap_at = 900
+    served: list[tuple[int, object]] = []
+
+    async def body() -> ScoreLoop:
+        loop = _score_loop(tmp_path)
+        loop.store.apply_many(warm)
+        loop.maybe_poll_embeddings(force=True)
+        assert loop.gnn is not None and loop.gnn.model_version == first.version
+        for i, ev in enumerate(live):
+            side.store.apply_one(ev)
+            loop.store.apply_one(ev)
+            if i == swap_at:  # the trainer publishes; the refresher rebuilds under the new model
+                second = train_bundle(side.store, ev.ts, dataclasses.replace(CFG, seed=1))
+                publish(second, tmp_path / "models")
+                side.write(side.refresher.swap(second, side.store, ev.ts))
+            elif i % 200 == 199:
+                side.write(side.refresher.refresh(side.store, ev.ts))
+            if i % 100 == 50:
+                loop.maybe_poll_embeddings(force=True)
+            served.extend((i, out) for out in loop.recommend(ev))
+        loop.gnn.close()
+        return loop
+
+    loop = asyncio.run(body())
+    second_version = side.refresher.bundle.version
+    assert second_version != first.version
+
+    # Exactly one recommendation per kind per input event, before, during and after the swap.
+    for i, ev in enumerate(live):
+        kinds = sorted(out.kind for j, out in served if j == i)
+        assert kinds == (["next_item", "social"] if isinstance(ev, Interaction) else ["social"]), (i, kinds)
+    assert len(served) == sum(2 if isinstance(ev, Interaction) else 1 for ev in live)
+
+    gnn = [(i, out) for i, out in served if out.recommender == "gnn"]
+    nxt = [out for _, out in served if out.kind == "next_item"]
+    assert sum(out.recommender == "gnn" for out in nxt) > 0.9 * len(nxt)
+    assert any(out.kind == "social" for _, out in gnn)
+    for i, out in gnn:
+        version = EmbeddingVersion.parse(out.embedding_version)
+        assert version.model_version == out.model_version  # never one model's rows with another's weights
+        assert version.watermark_ms is not None and version.watermark_ms <= live[i].ts
+        assert len(out.items) == 10 and len({it for it, _ in out.items}) == 10
+    for _, out in served:
+        if out.recommender == "transitions":
+            assert out.model_version == "baseline-v1" and out.embedding_version is None
+    models_in_order = [out.model_version for _, out in gnn]
+    assert models_in_order[0] == first.version and models_in_order[-1] == second_version
+    switch = models_in_order.index(second_version)
+    assert set(models_in_order[switch:]) == {second_version}  # no flapping back after the swap
+    assert loop.gnn.stats.swaps == 2 and loop.gnn.stats.errors == 0
+
+
+def test_split_commit_of_one_version_is_picked_up_on_the_next_poll(tmp_path: Path):
+    """A writer that commits users and items separately under one version: a poll between the
+    two commits serves new users + old items; the next poll re-reads and gets the items."""
+    events = _events(2000)
+    side = RefreshSide(tmp_path / "embeddings")
+    side.store.apply_many(events[:1500])
+    bundle = train_bundle(side.store, events[1499].ts, CFG)
+    publish(bundle, tmp_path / "models")
+    side.refresher = Refresher(bundle)
+    side.write(side.refresher.rebuild(side.store, events[1499].ts))
+    side.store.apply_many(events[1500:])
+    result = side.refresher.refresh(side.store, events[-1].ts)
+    new_items = [i for i in result.rows["item"][0]]
+
+    async def body() -> None:
+        loop = _score_loop(tmp_path)
+        loop.maybe_poll_embeddings(force=True)
+        version = side.write(result, only=("user",))
+        loop.maybe_poll_embeddings(force=True)
+        assert loop.gnn.embedding_version == version
+        side.write(result, only=("item",))
+        loop.maybe_poll_embeddings(force=True)
+        items = loop.gnn.scorer.items
+        for item, vec in zip(new_items, result.rows["item"][1]):
+            assert items.matrix[items.row[item]] == pytest.approx(vec)
+        assert loop.maybe_poll_embeddings(force=True) is None and loop.gnn.stats.reloads == 3
+        loop.gnn.close()
+
+    asyncio.run(body())
+
+
+def test_no_bundle_or_embeddings_yet_serves_the_baselines(tmp_path: Path):
+    """GNN mode before the trainer and refresher have written anything, then embeddings of a
+    model whose bundle file is missing: baselines keep answering, nothing raises."""
+    events = _events(600)
+    side = RefreshSide(tmp_path / "embeddings")
+    side.store.apply_many(events)
+    bundle = train_bundle(side.store, events[-1].ts, CFG)  # trained but never published
+    side.refresher = Refresher(bundle)
+
+    async def body() -> list:
+        loop = _score_loop(tmp_path)
+        out = []
+        loop.maybe_poll_embeddings(force=True)  # no store dir yet
+        loop.store.apply_many(events[:300])
+        out += [o for ev in events[:300] for o in loop.recommend(ev)]
+        side.write(side.refresher.rebuild(side.store, events[-1].ts))
+        loop.maybe_poll_embeddings(force=True)  # embeddings of an unpublished model
+        loop.store.apply_many(events[300:])
+        out += [o for ev in events[300:] for o in loop.recommend(ev)]
+        assert loop.gnn.scorer is None
+        loop.gnn.close()
+        return out
+
+    out = asyncio.run(body())
+    assert out and all(o.recommender == "transitions" and o.embedding_version is None for o in out)
+    assert sum(o.kind == "social" for o in out) == len(
+        [e for e in events if isinstance(e, (Interaction, Follow))])

@@ -1,0 +1,211 @@
+"""`gnnrec bench latency --json`: event → recommendation latency of the GNN score worker.
+
+On the embedded Tansu broker (or ``KAFKA_BOOTSTRAP_SERVERS``): produce ``--warm-events``
+simulator events as history, train one bundle in-process on that history and publish it to a
+model dir, start `gnnrec worker refresh` (writes embeddings) and `gnnrec worker score`
+(``--recommender gnn``) as subprocesses, wait until the score worker has replayed the history
+and serves GNN recommendations, then produce at ``--rate`` events/s for ``--seconds`` with
+live timestamps and read both recommendation topics.
+
+Latency is measured per recommendation of a measured event: ``consumed`` = when this process
+read it from the topic minus the event's timestamp (the whole path through Kafka twice),
+``emitted`` = the score worker's send time minus the event's timestamp. Producer, broker,
+both workers and this reader share the machine's cores, as they would in a one-box deployment.
+"""
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+from aiokafka import AIOKafkaConsumer, TopicPartition
+
+from stream.events import Interaction, decode_recommendation
+from workers.launch import WorkerProcess, metric_sum
+from workers.settings import WorkerSettings
+
+
+def add_parser(bsub) -> None:
+    b = bsub.add_parser("latency", help="event→recommendation latency of the GNN score worker")
+    b.add_argument("--rate", type=float, default=float(os.environ.get("GNNREC_BENCH_RATE", 2000)),
+                   help="events/s produced during the measurement (env GNNREC_BENCH_RATE)")
+    b.add_argument("--seconds", type=float, default=float(os.environ.get("GNNREC_BENCH_SECONDS", 20)))
+    b.add_argument("--warm-events", type=int, default=int(os.environ.get("GNNREC_BENCH_WARM_EVENTS", 20_000)),
+                   help="history produced and trained on before measuring")
+    b.add_argument("--recommender", choices=["gnn", "transitions"], default="gnn")
+    b.add_argument("--refresh", choices=["worker", "once"], default="worker",
+                   help="worker: `gnnrec worker refresh` keeps embeddings fresh; once: this process writes "
+                        "one full rebuild after training (scoring cost alone, embeddings never refreshed)")
+    b.add_argument("--refresh-interval-s", type=float, default=2.0)
+    b.add_argument("--lightgcn-epochs", type=int, default=10)
+    b.add_argument("--seed", type=int, default=7)
+    b.add_argument("--data-dir", type=Path, default=None, help="worker dirs and logs (default: a temp dir)")
+    b.add_argument("--json", action="store_true")
+    b.set_defaults(handler=run)
+
+
+def _pct(data: list[float], q: float) -> float | None:
+    if not data:
+        return None
+    data = sorted(data)
+    return round(float(data[min(len(data) - 1, int(round(q * (len(data) - 1))))]), 1)
+
+
+async def _produce(bootstrap: str, settings: WorkerSettings, events: list, *, rate: float | None,
+                   live_ts: bool) -> tuple[int, float]:
+    """Send ``events`` (paced at ``rate`` if given); returns (sent, seconds)."""
+    from stream.producer import EventProducer
+    producer = EventProducer(bootstrap, settings.topics())
+    await producer.start()
+    started = time.monotonic()
+    try:
+        for i, event in enumerate(events):
+            if rate:
+                ahead = i / rate - (time.monotonic() - started)
+                if ahead > 0:
+                    await asyncio.sleep(ahead)
+            if live_ts:
+                event = dataclasses.replace(event, ts=int(time.time() * 1000))
+            await producer.send_event(event)
+        await producer.flush()
+    finally:
+        await producer.stop()
+    return len(events), time.monotonic() - started
+
+
+def _train_and_publish(history: list, model_dir: Path, epochs: int, seed: int, emb_dir: Path | None) -> str:
+    import torch
+
+    from graph_store import MemoryGraphStore, StoreSettings
+    from workers.live.bundle import publish
+    from workers.live.train import LiveTrainConfig, train_bundle
+    torch.set_num_threads(1)
+    store = MemoryGraphStore(StoreSettings())
+    store.apply_many(history)
+    bundle = train_bundle(store, history[-1].ts, LiveTrainConfig(lightgcn_epochs=epochs, seed=seed))
+    publish(bundle, model_dir)
+    if emb_dir is not None:  # --refresh once: one full rebuild, written as the refresh worker would
+        from graph_store.embeddings import RocksDBEmbeddingStore
+        from workers.live.refresher import Refresher
+        result = Refresher(bundle).rebuild(store, history[-1].ts)
+        with RocksDBEmbeddingStore(emb_dir) as writer:
+            for node_type, (ids, vectors) in result.rows.items():
+                writer.put_many(node_type, ids, vectors, f"{result.embedding_version}/w{result.watermark_ms}")
+    return bundle.version
+
+
+async def _wait(cond, timeout_s: float, what: str) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not cond():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not reached after {timeout_s:.0f}s")
+        await asyncio.sleep(0.5)
+
+
+async def _bench(args, bootstrap: str, workdir: Path) -> dict:
+    from stream.simulator import Simulator, SimulatorSettings
+    from stream.topics import ensure_topics
+    settings = WorkerSettings(bootstrap_servers=bootstrap)
+    await ensure_topics(bootstrap, settings.topics())
+    n_live = int(args.rate * args.seconds)
+    now = int(time.time() * 1000)
+    sim = Simulator(SimulatorSettings(seed=args.seed))
+    events = list(sim.events(start_ms=now - args.warm_events * 10, n=args.warm_events + n_live, step_ms=10))
+    history, live = events[:args.warm_events], events[args.warm_events:]
+    await _produce(bootstrap, settings, history, rate=None, live_ts=False)
+
+    model_dir, emb_dir = workdir / "models", workdir / "embeddings"
+    started = time.monotonic()
+    once = emb_dir if args.recommender == "gnn" and args.refresh == "once" else None
+    model_version = await asyncio.to_thread(_train_and_publish, history, model_dir, args.lightgcn_epochs,
+                                            args.seed, once)
+    train_s = time.monotonic() - started
+    env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    common = ["--model-dir", str(model_dir), "--metrics-port", "0"]
+    workers: dict[str, WorkerProcess] = {}
+    if args.recommender == "gnn" and args.refresh == "worker":
+        workers["refresh"] = WorkerProcess("refresh", [*common, "--data-dir", str(workdir / "refresh"),
+                                                       "--embeddings-dir", str(emb_dir),
+                                                       "--refresh-interval-s", str(args.refresh_interval_s)],
+                                           log_path=workdir / "refresh.log", env=env)
+    workers["score"] = WorkerProcess("score", [*common, "--data-dir", str(workdir / "score"), "--embeddings-dir",
+                                               str(emb_dir), "--recommender", args.recommender],
+                                     log_path=workdir / "score.log", env=env)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    lat_consumed: list[float] = []
+    lat_emitted: list[float] = []
+    counts = {"next_item": 0, "social": 0, "gnn": 0}
+    versions: set[tuple[str, str | None]] = set()
+    try:
+        for w in workers.values():
+            w.start()
+        for w in workers.values():
+            await asyncio.to_thread(w.wait_ready, 180)
+        score = workers["score"]
+        await _wait(lambda: metric_sum(score.scrape(), "gnnrec_events_applied_total") >= len(history), 120,
+                    "score worker replaying the history")
+        if args.recommender == "gnn":
+            await _wait(lambda: any(k.startswith("gnnrec_embedding_version_info") for k in score.scrape()), 120,
+                        "score worker serving embeddings")
+        await consumer.start()
+        tps = [TopicPartition(t, p) for t in (settings.next_item_topic, settings.social_topic)
+               for p in range(settings.partitions)]
+        consumer.assign(tps)
+        await consumer.seek_to_end(*tps)
+        measure_from = int(time.time() * 1000)
+        producer = asyncio.create_task(_produce(bootstrap, settings, live, rate=args.rate, live_ts=True))
+        expected = sum(2 if isinstance(e, Interaction) else 1 for e in live)
+        got, idle_since = 0, None
+        while True:
+            batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
+            now_ms = time.time() * 1000
+            for msgs in batches.values():
+                for msg in msgs:
+                    reco = decode_recommendation(msg.value)
+                    if not hasattr(reco, "items") or reco.event_ts < measure_from:
+                        continue
+                    got += 1
+                    counts[reco.kind] += 1
+                    counts["gnn"] += reco.embedding_version is not None
+                    versions.add((reco.model_version, reco.embedding_version))
+                    lat_consumed.append(now_ms - reco.event_ts)
+                    lat_emitted.append(reco.emitted_ts - reco.event_ts)
+            if producer.done():
+                idle_since = idle_since or time.monotonic()
+                if got >= expected or time.monotonic() - idle_since > 30:
+                    break
+        sent, produce_s = producer.result()
+        samples = score.scrape()
+    finally:
+        await consumer.stop()
+        for w in workers.values():
+            await asyncio.to_thread(w.stop)
+    emb = sorted(v for _, v in versions if v)
+    return {
+        "rate_eps": args.rate, "achieved_rate_eps": round(sent / produce_s, 1), "seconds": args.seconds,
+        "events": sent, "recommendations": got, "expected_recommendations": expected,
+        "p50_ms": _pct(lat_consumed, 0.5), "p99_ms": _pct(lat_consumed, 0.99), "max_ms": _pct(lat_consumed, 1.0),
+        "emitted_p50_ms": _pct(lat_emitted, 0.5), "emitted_p99_ms": _pct(lat_emitted, 0.99),
+        "gnn_share": round(counts["gnn"] / got, 4) if got else None,
+        "next_item": counts["next_item"], "social": counts["social"], "recommender": args.recommender,
+        "refresh": args.refresh if args.recommender == "gnn" else None,
+        "model_version": model_version, "embedding_versions_seen": len(emb),
+        "last_embedding_version": emb[-1] if emb else None, "warm_events": len(history),
+        "train_seconds": round(train_s, 1),
+        "online_hr@20": {r: metric_sum(samples, "gnnrec_online_hit_rate_20", recommender=r) for r in ("gnn", "transitions")},
+        "workdir": str(workdir),
+    }
+
+
+def run(args) -> int:
+    from stream.brokers import broker_from_env_or_embedded
+    workdir = args.data_dir or Path(tempfile.mkdtemp(prefix="gnnrec-bench-latency-"))
+    with broker_from_env_or_embedded(log_dir=workdir) as broker:
+        result = asyncio.run(_bench(args, broker.bootstrap, workdir))
+    result["broker"] = "embedded-tansu" if broker.name != "external" else broker.bootstrap
+    print(json.dumps(result) if args.json else json.dumps(result, indent=2))
+    return 0
