@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from concurrent.futures import ThreadPoolExecutor
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -156,11 +157,15 @@ class RefreshLoop:
         self.feed = ReplicaFeed(settings, store, worker=worker)
         self.core = RefreshCore(settings.model_dir, embeddings, worker=worker, dense_above=settings.dense_above)
         self._last_tick: float | None = None
+        # Our own thread, so that stop() can wait for a refresh still writing when the worker
+        # is asked to stop (cancelling the awaiting task does not stop the thread).
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"gnnrec-{worker}")
 
     async def start(self) -> None:
         await self.feed.start()
 
     async def stop(self) -> None:
+        self._executor.shutdown(wait=True)
         await self.feed.stop()
 
     async def run_once(self) -> int:
@@ -175,7 +180,7 @@ class RefreshLoop:
         self._last_tick = now
         # In a thread, so that the event loop keeps the consumer's heartbeats going during a long
         # swap; nothing is applied to the store meanwhile (this coroutine is the only writer).
-        return await asyncio.to_thread(self.core.tick, self.store)
+        return await asyncio.get_running_loop().run_in_executor(self._executor, self.core.tick, self.store)
 
 
 class RefreshService(Service):
