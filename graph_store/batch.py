@@ -210,18 +210,21 @@ def aggregate(events: Sequence[Any], settings: StoreSettings, view: BatchView) -
     dirty_u: set[str] = set()
     dirty_i: set[str] = set()
     du, di = dirty_u.add, dirty_i.add
-    live: dict[str, list] = {}  # session -> [user, items list, last ts, count] while aggregating
-    live_get = live.get
+    # Per touched session: its stored items followed by this batch's, untrimmed (trimmed once
+    # at the end), and its latest event (user, last ts). Cheaper than a running state per event.
+    seqs: dict[str, list[str]] = {}
+    seqs_get = seqs.get
+    last: dict[str, Any] = {}
     stored = view.sessions
     follow_ops: list[tuple[str, str, int, int, int, str]] = []
     wm = -1
-    n_inter = 0
     for e in events:
         ts = e.ts
         if ts > wm:
             wm = ts
-        it = getattr(e, "item_id", None)
-        if it is None:
+        try:
+            it = e.item_id  # an attribute read, not getattr(): it runs once per event
+        except AttributeError:
             src, dst = e.src_user, e.dst_user
             sx = u_get(src)
             if sx is None:
@@ -235,7 +238,6 @@ def aggregate(events: Sequence[Any], settings: StoreSettings, view: BatchView) -
                 add_u(dst)
             follow_ops.append((src, dst, sx, dx, ts, e.op))
             continue
-        n_inter += 1
         u = e.user_id
         ux = u_get(u)
         if ux is None:
@@ -266,21 +268,24 @@ def aggregate(events: Sequence[Any], settings: StoreSettings, view: BatchView) -
             w0, t0 = cur
             pop[ix] = (w0 * 2.0 ** ((t0 - ts) / hl) + inc, ts) if ts >= t0 else (w0 + inc * 2.0 ** ((ts - t0) / hl), t0)
         s = e.session_id
-        st = live_get(s)
-        if st is None:
+        last[s] = e
+        seq = seqs_get(s)
+        if seq is None:
             if s not in sess_index:
                 sess_index[s] = ns
                 ns += 1
                 add_s(s)
             old = stored.get(s)
             if old is None:
-                live[s] = [u, [it], ts, 1]
+                seqs[s] = [it]
                 continue
-            st = live[s] = [old[0], list(old[1]), old[2], old[3]]
-        seq = st[1]
-        prev = seq[-1]
+            seq = seqs[s] = list(old[1])
+            prev = seq[-1]
+            if prev != it:
+                di(prev)  # an item of the batch is marked already; this one is from the store
+        else:
+            prev = seq[-1]
         if prev != it:  # an immediate repeat is not a transition
-            di(prev)
             k = items[prev] << 32 | ix
             cur = ii_get(k) or s_ii(k)
             if cur is None:
@@ -290,11 +295,18 @@ def aggregate(events: Sequence[Any], settings: StoreSettings, view: BatchView) -
                 w0, t0 = cur
                 ii[k] = (w0 * 2.0 ** ((t0 - ts) / hl) + 1.0, ts) if ts >= t0 else (w0 + 2.0 ** ((ts - t0) / hl), t0)
         seq.append(it)
-        if len(seq) > hist:
-            del seq[0]
-        st[0] = u
-        st[2] = ts
-        st[3] += 1
+    n_inter = len(events) - len(follow_ops)
+    sessions: dict[str, SessionState] = {}
+    for s, seq in seqs.items():
+        e = last[s]
+        old = stored.get(s)
+        if old is None:
+            sessions[s] = SessionState(e.user_id, tuple(seq[-hist:]), e.ts, len(seq))
+        else:
+            # Trimmed one item per append, as event by event: a history stored under a larger
+            # session_history keeps its length.
+            n_old = len(old[1])
+            sessions[s] = SessionState(e.user_id, tuple(seq[-max(hist, n_old):]), e.ts, old[3] + len(seq) - n_old)
     uu_put, uu_del, uu_touched, uu_change, follows, unfollows, skipped = _resolve_follows(follow_ops, view.uu, dirty_u)
     new_nodes = {
         t: list(zip(view.added[t], range(view.counts[t], n))) for t, n in (("user", nu), ("item", ni), ("session", ns))
@@ -308,8 +320,8 @@ def aggregate(events: Sequence[Any], settings: StoreSettings, view: BatchView) -
         pop=pop,
         uu_put=uu_put,
         uu_del=uu_del,
-        sessions={s: SessionState(st[0], tuple(st[1]), st[2], st[3]) for s, st in live.items()},
-        dirty={"user": dirty_u, "item": dirty_i, "session": set(live)},
+        sessions=sessions,
+        dirty={"user": dirty_u, "item": dirty_i, "session": set(seqs)},
         watermark=wm if events else None,
         new_edges={"ui": fresh_ui, "ii": fresh_ii, "uu": uu_change},
         follows=follows,
