@@ -1,7 +1,9 @@
 """`gnnrec demo`: the whole pipeline on the embedded broker (or KAFKA_BOOTSTRAP_SERVERS).
 
-Starts the broker unless one is configured, creates the topics, starts the ingest and score
-workers as separate processes, replays the simulator (with a few malformed events mixed in, to
+Starts the broker unless one is configured, creates the topics, starts the ingest, train,
+refresh and score workers as separate processes (train publishes bundles to ``models/`` and
+refresh writes embeddings to ``embeddings/`` under the demo's data dir; score serves the GNN
+over them and falls back to the baselines until the first model is out), replays the simulator (with a few malformed events mixed in, to
 show dead-lettering), prints progress and sample recommendations as they arrive, and ends with
 a summary (``--json``: one JSON object) after ``--events N`` or on Ctrl-C.
 """
@@ -24,7 +26,7 @@ from stream.events import Interaction, decode_recommendation
 from workers.launch import WorkerProcess, metric_sum
 from workers.settings import WorkerSettings
 
-DEFAULT_PORTS = {"ingest": 9101, "score": 9102}
+DEFAULT_PORTS = {"ingest": 9101, "score": 9102, "refresh": 9103, "train": 9104}
 
 
 def add_parser(sub) -> None:
@@ -63,6 +65,9 @@ class Collector:
         self.dead_letters = 0
         self.latencies_ms: list[float] = []
         self.next_item_sessions: set[str] = set()
+        self.gnn = 0
+        self.model_version: str | None = None
+        self.embedding_version: str | None = None
         self._last_shown = {"next_item": 0.0, "social": 0.0}
 
     async def start(self) -> None:
@@ -86,6 +91,9 @@ class Collector:
                 if not hasattr(reco, "items"):
                     continue
                 self.counts[reco.kind] += 1
+                if reco.embedding_version is not None:
+                    self.gnn += 1
+                    self.model_version, self.embedding_version = reco.model_version, reco.embedding_version
                 self.latencies_ms.append(reco.emitted_ts - reco.event_ts)
                 self._maybe_show(reco)
 
@@ -98,7 +106,8 @@ class Collector:
         self._last_shown[reco.kind] = now
         items = ", ".join(f"{it.item_id}:{it.score:.3g}" for it in reco.items[:5])
         where = f" session {reco.session_id}" if reco.session_id else ""
-        print(f"  [{reco.kind}] user {reco.user_id}{where} -> {items} ... ({reco.model_version})", flush=True)
+        emb = f", embeddings {reco.embedding_version}" if reco.embedding_version else ""
+        print(f"  [{reco.kind}] user {reco.user_id}{where} -> {items} ... (model {reco.model_version}{emb})", flush=True)
 
     def percentile(self, q: float) -> float | None:
         if not self.latencies_ms:
@@ -144,12 +153,41 @@ async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio
         state["producing"] = False
 
 
-def _status_line(state: dict, col: Collector, ingest: WorkerProcess) -> str:
+def histogram_quantile(samples: dict[str, float], name: str, q: float) -> float | None:
+    """Upper bound of the bucket holding quantile ``q`` of a scraped histogram (None if empty)."""
+    buckets = []
+    for key, value in samples.items():
+        if key.startswith(name + "_bucket{"):
+            le = key.split('le="', 1)[1].split('"', 1)[0]
+            buckets.append((float(le), value))
+    buckets.sort()
+    if not buckets or buckets[-1][1] == 0:
+        return None
+    target = q * buckets[-1][1]
+    return next(le for le, count in buckets if count >= target)
+
+
+def quality(samples: dict[str, float]) -> dict[str, dict[str, float]]:
+    """Online HR@20 / MRR@20 per recommender from the score worker's /metrics."""
+    out: dict[str, dict[str, float]] = {"online_hr@20": {}, "online_mrr@20": {}}
+    for rec in ("gnn", "transitions"):
+        if metric_sum(samples, "gnnrec_online_scored_total", recommender=rec):
+            out["online_hr@20"][rec] = round(metric_sum(samples, "gnnrec_online_hit_rate_20", recommender=rec), 4)
+            out["online_mrr@20"][rec] = round(metric_sum(samples, "gnnrec_online_mrr_20", recommender=rec), 4)
+    return out
+
+
+def _status_line(state: dict, col: Collector, ingest: WorkerProcess, score: WorkerProcess) -> str:
     applied = metric_sum(ingest.scrape(), "gnnrec_events_applied_total")
     p50, p99 = col.percentile(0.5), col.percentile(0.99)
     lat = f"p50 {p50:.0f} ms  p99 {p99:.0f} ms" if p50 is not None else "latency n/a"
+    samples = score.scrape()
+    stale = histogram_quantile(samples, "gnnrec_embedding_staleness_seconds", 0.5)
+    hr = quality(samples)["online_hr@20"]
+    gnn = (f"  gnn {col.gnn:>7}  staleness p50 <= {stale:g} s" if stale is not None else "  gnn    n/a") + \
+        "".join(f"  HR@20 {k} {v:.3f}" for k, v in hr.items())
     return (f"produced {state['produced']:>7}  ingested {int(applied):>7}  next-item {col.counts['next_item']:>7}  "
-            f"social {col.counts['social']:>7}  dead-letters {col.dead_letters:>4}  {lat}")
+            f"social {col.counts['social']:>7}  dead-letters {col.dead_letters:>4}  {lat}{gnn}")
 
 
 async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
@@ -157,11 +195,16 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
     settings = WorkerSettings(bootstrap_servers=bootstrap)
     await ensure_topics(bootstrap, settings.topics())
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
+    models, embeddings = ["--model-dir", str(workdir / "models")], ["--embeddings-dir", str(workdir / "embeddings")]
+    # Small, frequent trainings so a model is out within the first seconds of the demo.
+    extra = {"ingest": [], "score": [*models, *embeddings],
+             "refresh": [*models, *embeddings, "--refresh-interval-s", "2"],
+             "train": [*models, "--min-events", "2000", "--train-interval-s", "60", "--lightgcn-epochs", "10"]}
     workers = {
         name: WorkerProcess(name, ["--data-dir", str(workdir / name), "--metrics-port",
-                                   str(_free_or_zero(DEFAULT_PORTS[name]))],
+                                   str(_free_or_zero(DEFAULT_PORTS[name])), *extra[name]],
                             log_path=workdir / f"{name}.log", env=env).start()
-        for name in ("ingest", "score")
+        for name in ("ingest", "train", "refresh", "score")
     }
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
     col = Collector(bootstrap, settings, from_beginning=embedded, quiet=args.json)
@@ -181,7 +224,7 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
                 await col.poll()
                 if time.monotonic() - last_line >= 2.0:
                     last_line = time.monotonic()
-                    say(_status_line(state, col, workers["ingest"]))
+                    say(_status_line(state, col, workers["ingest"], workers["score"]))
                 if producer.done():
                     producer.result()
                     done = col.counts["next_item"] >= state["interactions"]
@@ -200,6 +243,7 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
         dead_counted = metric_sum(samples, "gnnrec_dead_letters_total")
         await asyncio.sleep(0.5)
         await col.poll()
+        score_samples = workers["score"].scrape()
     finally:
         await col.stop()
         for w in workers.values():
@@ -213,6 +257,11 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
         "dead_letters_counted": int(dead_counted),
         "recommendations": dict(col.counts),
         "latency_ms": {"p50": p50, "p99": p99},
+        "gnn_recommendations": col.gnn,
+        "model_version": col.model_version,
+        "embedding_version": col.embedding_version,
+        **quality(score_samples),
+        "staleness_p50_s": histogram_quantile(score_samples, "gnnrec_embedding_staleness_seconds", 0.5),
         "metrics": {name: w.metrics_url for name, w in workers.items()},
         "broker": "embedded-tansu" if embedded else bootstrap,
         "workdir": str(workdir),
