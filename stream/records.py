@@ -1,7 +1,8 @@
 """The typed, versioned event records, their validation limits and the rejection value.
 
-Plain frozen dataclasses with no behaviour: the JSON wire codecs that read and write them, and
-the validation rules they follow, are in :mod:`stream.events` (which re-exports all of this).
+Frozen dataclasses without codec logic (only ``ValidationLimits`` checks its own values): the
+JSON wire codecs that read and write them, and the validation rules they follow, are in
+:mod:`stream.events`, which re-exports all of this.
 """
 from __future__ import annotations
 
