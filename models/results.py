@@ -5,6 +5,11 @@ carries the exact command, the device and the number of epochs behind it; publis
 beside them, converted to fractions (SR-GNN's "P@20 = 50.73" is ``hr@20 = 0.5073``). Under each
 table one line says whether our best model beats our best baseline on the dataset's primary
 metric.
+
+Metric keys of the form ``task/metric`` (the inductive split's ``new_users/recall@20``, with
+``new_users_pop/...`` for popularity on the same task) get their own table, one row per (report,
+task). Files named ``speed-*.json`` are not EvalReports but side-by-side timings written by
+``bench/recbole_*speed.py --record``; they fill the "Training speed vs RecBole" section.
 """
 from __future__ import annotations
 
@@ -41,11 +46,16 @@ PUBLISHED: dict[str, list[PublishedResult]] = {
     ],
 }
 
-PRIMARY: dict[str, str] = {"gowalla": "recall@20"}  # every other dataset: hr@20
-SECONDARY: dict[str, str] = {"gowalla": "ndcg@20"}  # every other dataset: mrr@20
-COLUMNS: dict[str, tuple[str, ...]] = {"gowalla": ("recall@20", "ndcg@20", "hr@20")}
+PRIMARY: dict[str, str] = {"gowalla": "recall@20", "gowalla_inductive": "recall@20"}  # others: hr@20
+SECONDARY: dict[str, str] = {"gowalla": "ndcg@20", "gowalla_inductive": "ndcg@20"}  # others: mrr@20
+CF_COLUMNS = ("recall@20", "ndcg@20", "hr@20")
+COLUMNS: dict[str, tuple[str, ...]] = {"gowalla": CF_COLUMNS, "gowalla_inductive": CF_COLUMNS}
 SESSION_COLUMNS = ("hr@20", "mrr@20", "ndcg@20")
 REQUIRED = ("model", "dataset", "metrics", "kind", "epochs", "device", "train_seconds", "command")
+SPEED_PREFIX = "speed-"
+SPEED_REQUIRED = ("model", "dataset", "reference", "ours_epoch_s", "recbole_epoch_s", "ratio", "ours_batches",
+                  "recbole_batches", "batches_per_epoch", "full_epoch", "threads", "device", "command")
+POP_SUFFIX = "_pop"  # a task's popularity reference: ``new_users_pop`` beside ``new_users``
 
 
 class ReportFileError(ValueError):
@@ -57,17 +67,27 @@ def load_reports(report_dir: Path) -> list[dict[str, Any]]:
     if not report_dir.is_dir():
         raise FileNotFoundError(f"report directory {report_dir} does not exist; run `gnnrec eval ... --json` "
                                 f"and save reports there first")
-    reports = []
-    for path in sorted(report_dir.glob("*.json")):
-        try:
-            record = json.loads(path.read_text())
-        except json.JSONDecodeError as exc:
-            raise ReportFileError(f"{path} is not valid JSON ({exc}); delete it or re-run its command") from exc
-        missing = [key for key in REQUIRED if not isinstance(record, dict) or key not in record]
-        if missing:
-            raise ReportFileError(f"{path} lacks {', '.join(missing)}; save reports with EvalReport.save(dir, command)")
-        reports.append(record | {"_file": path.name})
+    paths = [p for p in sorted(report_dir.glob("*.json")) if not p.name.startswith(SPEED_PREFIX)]
+    reports = [_read(path, REQUIRED, "save reports with EvalReport.save(dir, command)") for path in paths]
     return sorted(reports, key=lambda r: (r["dataset"], r["kind"], r["model"]))
+
+
+def load_speed_records(report_dir: Path) -> list[dict[str, Any]]:
+    """Every ``speed-*.json`` timing in ``report_dir`` (written by ``bench/recbole_*speed.py --record``)."""
+    paths = sorted(report_dir.glob(f"{SPEED_PREFIX}*.json"))
+    return [_read(path, SPEED_REQUIRED, "write it with `python bench/recbole_speed.py --record FILE`")
+            for path in paths]
+
+
+def _read(path: Path, required: tuple[str, ...], fix: str) -> dict[str, Any]:
+    try:
+        record = json.loads(path.read_text())
+    except json.JSONDecodeError as exc:
+        raise ReportFileError(f"{path} is not valid JSON ({exc}); delete it or re-run its command") from exc
+    missing = [key for key in required if not isinstance(record, dict) or key not in record]
+    if missing:
+        raise ReportFileError(f"{path} lacks {', '.join(missing)}; {fix}")
+    return dict(record) | {"_file": path.name}
 
 
 def _fmt(value: float | None) -> str:
@@ -101,6 +121,50 @@ def _table(dataset: str, reports: list[dict[str, Any]], published: list[Publishe
         metrics = [_fmt(p.metrics.get(c)) for c in columns]
         lines.append("| " + " | ".join([p.name, "published", *metrics, "–", "–", "–", _cell(p.source)]) + " |")
     return lines
+
+
+def _tasks(report: dict[str, Any]) -> dict[str, dict[str, float]]:
+    """``{"new_users": {"recall@20": ...}, ...}`` from the report's ``task/metric`` keys."""
+    tasks: dict[str, dict[str, float]] = {}
+    for key, value in report["metrics"].items():
+        task, sep, metric = key.partition("/")
+        if sep:
+            tasks.setdefault(task, {})[metric] = float(value)
+    return tasks
+
+
+def _task_table(dataset: str, reports: list[dict[str, Any]]) -> list[str]:
+    """One row per (report, task), a task's popularity reference right under it; empty if no task metrics."""
+    columns = COLUMNS.get(dataset, SESSION_COLUMNS)
+    head = ["row", "task", *columns, "epochs", "command"]
+    rows = []
+    for r in reports:
+        tasks = _tasks(r)
+        for task in sorted(tasks, key=lambda t: (t.removesuffix(POP_SUFFIX), t.endswith(POP_SUFFIX))):
+            is_pop = task.endswith(POP_SUFFIX)
+            name = f"pop (same task, {r['model']} run)" if is_pop else f"**{r['model']}**"
+            metrics = [_fmt(tasks[task].get(c)) for c in columns]
+            rows.append("| " + " | ".join([name, task.removesuffix(POP_SUFFIX), *metrics, str(r["epochs"]),
+                                             f"`{_cell(str(r['command']))}`"]) + " |")
+    if not rows:
+        return []
+    notes = [f"Run note ({r['model']}): {r['extra']['run_note']}" for r in reports
+             if _tasks(r) and r.get("extra", {}).get("run_note")]
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *rows, "", *notes]
+
+
+def task_verdict(dataset: str, reports: list[dict[str, Any]]) -> str:
+    """Per task with a popularity twin: does the model beat popularity on the primary metric?"""
+    metric = PRIMARY.get(dataset, "hr@20")
+    parts = []
+    for r in reports:
+        tasks = _tasks(r)
+        for task in sorted(t for t in tasks if not t.endswith(POP_SUFFIX) and t + POP_SUFFIX in tasks):
+            m, p = tasks[task].get(metric), tasks[task + POP_SUFFIX].get(metric)
+            if m is not None and p is not None:
+                word = "beats" if m > p else "does **not** beat"
+                parts.append(f"on {task}, `{r['model']}` ({metric} {m:.4f}) {word} popularity ({p:.4f})")
+    return f"**{dataset}** by task: " + "; ".join(parts) + "." if parts else ""
 
 
 def _best(reports: list[dict[str, Any]], kind: str, metric: str) -> dict[str, Any] | None:
@@ -144,9 +208,46 @@ def render_results(report_dir: Path, published: dict[str, list[PublishedResult]]
            "command reproduces it; `epochs` is the number actually run.", ""]
     for dataset in order:
         rows = [r for r in reports if r["dataset"] == dataset]
-        out += [f"## {dataset}", "", *_table(dataset, rows, published.get(dataset, [])), "",
-                verdict(dataset, rows), ""]
+        out += [f"## {dataset}", "", *_table(dataset, rows, published.get(dataset, [])), ""]
+        task_table = _task_table(dataset, rows)
+        if task_table:
+            out += [f"### {dataset}: metrics by task", "", *task_table, "", task_verdict(dataset, rows), ""]
+        else:
+            out += [verdict(dataset, rows), ""]
+    speed = load_speed_records(report_dir)
+    if speed:
+        out += speed_section(speed)
     return "\n".join(out)
+
+
+def speed_section(records: list[dict[str, Any]]) -> list[str]:
+    """"Training speed vs RecBole": one row per saved timing, saying how many batches were timed."""
+    head = ["model", "dataset", "timed", "ours wall (s)", "RecBole wall (s)", "wall: RecBole / ours",
+            "ours CPU (s)", "RecBole CPU (s)", "CPU: RecBole / ours", "threads", "device", "command"]
+    lines = ["## Training speed vs RecBole", "",
+             "Same split, same hyperparameters, one CPU thread each, RecBole 1.2.1 in its own virtualenv "
+             "(see the bench script's docstring); a ratio above 1 means ours is faster. Where `timed` is not a "
+             "full epoch, the times are those of the first N mini-batches only, not of an epoch. CPU seconds "
+             "are each process's own CPU time over the timed span: the machine was shared with other work "
+             "(`load`: 1-minute load average when the run ended), which stretches wall time far more than "
+             "CPU time. For SR-GNN, RecBole pads every prefix to the longest in the dataset (`prefixes ≤ L`) and "
+             "ours to the longest in the batch; `(cut)` rows keep only the last L items of every prefix on both "
+             "sides (`--max-len`), as RecBole's default `MAX_ITEM_LIST_LENGTH` of 50 does.", "",
+             "| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
+    for r in records:
+        timed = ("full epoch" if r["full_epoch"] else
+                 f"{r['ours_batches']} of {r['batches_per_epoch']} batches")
+        if "batch_size" in r:
+            timed += f" (batch {r['batch_size']})"
+        if r.get("max_prefix_len"):
+            timed += f"; prefixes ≤ {r['max_prefix_len']} items" + (" (cut)" if r.get("max_len") else "")
+        cpu = ([f"{r['ours_cpu_s']:.1f}", f"{r['recbole_cpu_s']:.1f}", f"{r['cpu_ratio']:.2f}×"]
+               if "cpu_ratio" in r else ["–", "–", "–"])
+        device = str(r["device"]) + (f", load {r['loadavg_1m_at_end']:.1f}" if "loadavg_1m_at_end" in r else "")
+        lines.append("| " + " | ".join([r["model"], r["dataset"], timed, f"{r['ours_epoch_s']:.1f}",
+                                         f"{r['recbole_epoch_s']:.1f}", f"{r['ratio']:.2f}×", *cpu,
+                                         str(r["threads"]), _cell(device), f"`{_cell(str(r['command']))}`"]) + " |")
+    return lines + [""]
 
 
 def write_results(report_dir: Path, out_path: Path,

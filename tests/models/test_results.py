@@ -1,6 +1,7 @@
 """docs/RESULTS.md rendering from saved EvalReport files."""
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,57 @@ def test_write_results(tmp_path: Path) -> None:
     _report("srgnn", "model", 0.3).save(tmp_path / "r", "cmd")
     out = write_results(tmp_path / "r", tmp_path / "docs" / "RESULTS.md")
     assert out.read_text().startswith("# Results") and "## diginetica" in out.read_text()
+
+
+def test_task_metrics_get_their_own_table_and_verdict(tmp_path: Path) -> None:
+    metrics = {"new_users/recall@20": 0.12, "new_users_pop/recall@20": 0.04, "new_users/ndcg@20": 0.09,
+               "new_items/recall@20": 0.05, "new_items_pop/recall@20": 0.08}
+    EvalReport(model="sage", dataset="gowalla_inductive", metrics=metrics, train_seconds=60.0, epochs=2, params=1,
+               device="cpu", extra={"run_note": "new_users: held-out users"}).save(tmp_path, "gnnrec train --x")
+    text = render_results(tmp_path, {})
+    lines = text.splitlines()
+    assert "### gowalla_inductive: metrics by task" in lines
+    header = lines.index("### gowalla_inductive: metrics by task") + 2
+    assert lines[header] == "| row | task | recall@20 | ndcg@20 | hr@20 | epochs | command |"
+    # each task's model row, then its popularity reference on the same task
+    assert lines[header + 2:header + 6] == [
+        "| **sage** | new_items | 0.0500 | – | – | 2 | `gnnrec train --x` |",
+        "| pop (same task, sage run) | new_items | 0.0800 | – | – | 2 | `gnnrec train --x` |",
+        "| **sage** | new_users | 0.1200 | 0.0900 | – | 2 | `gnnrec train --x` |",
+        "| pop (same task, sage run) | new_users | 0.0400 | – | – | 2 | `gnnrec train --x` |",
+    ]
+    assert "Run note (sage): new_users: held-out users" in text
+    assert ("**gowalla_inductive** by task: on new_items, `sage` (recall@20 0.0500) does **not** beat popularity "
+            "(0.0800); on new_users, `sage` (recall@20 0.1200) beats popularity (0.0400).") in text
+    assert "no model report yet" not in text  # the plain verdict does not apply to task metrics
+
+
+def _speed(**overrides: object) -> dict[str, object]:
+    return {"model": "lightgcn", "dataset": "gowalla", "reference": "RecBole 1.2.1", "ours_epoch_s": 30.0,
+            "recbole_epoch_s": 75.0, "ratio": 2.5, "ours_cpu_s": 20.0, "recbole_cpu_s": 60.0, "cpu_ratio": 3.0,
+            "ours_batches": 100, "recbole_batches": 100,
+            "batches_per_epoch": 396, "batch_size": 2048, "full_epoch": False, "threads": 1, "device": "cpu",
+            "loadavg_1m_at_end": 1.25, "command": "python bench/recbole_speed.py --batches 100"} | overrides
+
+
+def test_speed_records_render_with_batch_count(tmp_path: Path) -> None:
+    _report("srgnn", "model", 0.3).save(tmp_path, "cmd")
+    (tmp_path / "speed-lightgcn-gowalla-recbole.json").write_text(json.dumps(_speed()))
+    (tmp_path / "speed-full.json").write_text(json.dumps(_speed(model="x", ours_batches=396, recbole_batches=396,
+                                                                full_epoch=True)))
+    text = render_results(tmp_path, {})
+    assert "## Training speed vs RecBole" in text
+    assert ("| lightgcn | gowalla | 100 of 396 batches (batch 2048) | 30.0 | 75.0 | 2.50× | 20.0 | 60.0 | 3.00× | 1 | "
+            "cpu, load 1.2 | `python bench/recbole_speed.py --batches 100` |") in text
+    assert "| x | gowalla | full epoch (batch 2048) |" in text
+    (tmp_path / "speed-srgnn.json").write_text(json.dumps(_speed(model="srgnn", max_prefix_len=50, max_len=50)))
+    assert "| srgnn | gowalla | 100 of 396 batches (batch 2048); prefixes ≤ 50 items (cut) |" in render_results(tmp_path, {})
+    assert "first N mini-batches only" in text
+    # the speed files are not EvalReports: they do not appear as dataset rows
+    assert text.count("## gowalla") == 0
+
+
+def test_bad_speed_record_is_named(tmp_path: Path) -> None:
+    (tmp_path / "speed-bad.json").write_text(json.dumps({"model": "x"}))
+    with pytest.raises(ReportFileError, match="speed-bad.json lacks dataset"):
+        render_results(tmp_path, {})
