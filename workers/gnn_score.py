@@ -164,14 +164,20 @@ class EmbeddingFollower:
             return None
         return self.scorer.recommend_next(store.session_items(session_id), k)
 
-    def recommend_social(self, store: GraphStore, user_id: str, session_id: str | None, now_ms: int, *, k: int,
-                         max_followees: int) -> list[tuple[str, float]] | None:
-        """The social model for a user; their recent items stand in for a missing session."""
-        if self.scorer is None or self.scorer.bundle.social is None:
-            return None
+    def social_inputs(self, store: GraphStore, user_id: str, session_id: str | None, now_ms: int, *,
+                      max_followees: int) -> tuple[list[str], list[str]]:
+        """``(followees, items)`` the social model reads; recent items stand in for a missing session."""
         followees = [n.node_id for n in store.neighbours("user", user_id, "uu", now_ms, k=max_followees)]
         items = store.session_items(session_id) if session_id else []
         if not items:
             recent = store.neighbours("user", user_id, "ui", now_ms, k=self.scorer_settings.profile_items)
             items = [n.node_id for n in reversed(recent)]
+        return followees, items
+
+    def recommend_social(self, store: GraphStore, user_id: str, session_id: str | None, now_ms: int, *, k: int,
+                         max_followees: int) -> list[tuple[str, float]] | None:
+        """The social model for a user; their recent items stand in for a missing session."""
+        if self.scorer is None or self.scorer.bundle.social is None:
+            return None
+        followees, items = self.social_inputs(store, user_id, session_id, now_ms, max_followees=max_followees)
         return self.scorer.recommend_social(user_id, followees, items, k)

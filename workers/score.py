@@ -26,7 +26,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -60,6 +60,17 @@ class Scored:
     recommender: str
     model_version: str
     embedding_version: str | None = None
+
+
+@dataclass
+class _Pending:
+    """One applied event awaiting its recommendations (GNN ones are answered per batch)."""
+
+    rec: RawRecord
+    event: Interaction | Follow
+    outs: list[Scored] = field(default_factory=list)
+    next_request: list[str] | None = None
+    social_request: tuple[str, list[str], list[str]] | None = None
 
 
 def make_follower(settings: ScoreSettings) -> "EmbeddingFollower | None":
@@ -162,9 +173,9 @@ class ScoreLoop:
             m.EMBEDDING_STALENESS.labels(self.worker).observe(max(0.0, (now_ms - watermark) / 1000.0))
         return Scored(user, session, kind, items, "gnn", self.gnn.model_version, self.gnn.embedding_version)
 
-    def _next_item(self, user: str, session: str, now_ms: int) -> Scored:
+    def _next_item(self, user: str, session: str, now_ms: int, *, gnn: bool = True) -> Scored:
         s = self.settings
-        if self.gnn is not None:
+        if gnn and self.gnn is not None:
             items = self.gnn.recommend_next(self.store, session, s.k)
             if items is not None:
                 return self._gnn_scored(user, session, "next_item", items, now_ms)
@@ -172,9 +183,9 @@ class ScoreLoop:
                                       trending=self.trending(now_ms))
         return Scored(user, session, "next_item", items, "transitions", s.model_version)
 
-    def _social(self, user: str, session: str | None, now_ms: int) -> Scored:
+    def _social(self, user: str, session: str | None, now_ms: int, *, gnn: bool = True) -> Scored:
         s = self.settings
-        if self.gnn is not None:
+        if gnn and self.gnn is not None:
             items = self.gnn.recommend_social(self.store, user, session, now_ms, k=s.k, max_followees=s.max_followees)
             if items is not None:
                 return self._gnn_scored(user, session, "social", items, now_ms)
@@ -202,9 +213,11 @@ class ScoreLoop:
         if not records:
             self._maybe_export_gauges()
             return 0
+        pending = [p for rec in records if (p := self._apply(rec)) is not None]
+        self._answer_gnn(pending)
         futures = []
-        for rec in records:
-            futures.extend(await self._handle(rec))
+        for p in pending:
+            futures.extend(await self._send(p))
         if futures:
             await asyncio.gather(*futures)
         self._maybe_save_scored(force=False)
@@ -217,11 +230,14 @@ class ScoreLoop:
             self._last_scored_save = now
             _save_offsets(self.scored_path, self.scored)
 
-    async def _handle(self, rec: RawRecord) -> list:
+    def _apply(self, rec: RawRecord) -> _Pending | None:
+        """Apply one record and decide what it gets, reading the store *now*, before any later
+        event of the batch is applied. GNN answers are only collected here (their inputs
+        snapshotted) and computed for the whole batch at once by :meth:`_answer_gnn`."""
         tp = (rec.topic, rec.partition)
         if rec.offset < self.committed.get(tp, 0):
             m.EVENTS_SKIPPED.labels(self.worker).inc()
-            return []
+            return None
         m.EVENTS_CONSUMED.labels(self.worker, rec.topic).inc()
         event = self.decoder.decode(rec, int(self.clock() * 1000))
         offsets = {tp: rec.offset + 1}
@@ -229,17 +245,58 @@ class ScoreLoop:
             m.REJECTED.labels(self.worker, event.reason).inc()
             self.store.apply_many([], offsets)
             self.committed[tp] = rec.offset + 1
-            return []
+            return None
         self.store.apply_one(event, offsets)
         self.committed[tp] = rec.offset + 1
         m.EVENTS_APPLIED.labels(self.worker, "interaction" if isinstance(event, Interaction) else "follow").inc()
         if rec.offset < self.scored.get(tp, 0):
-            return []  # rebuilding state after a restart: this one was scored before
+            return None  # rebuilding state after a restart: this one was scored before
         self.scored[tp] = rec.offset + 1
         if isinstance(event, Interaction):
             self._score_quality(event)
+        pending = _Pending(rec, event)
+        scorer = None if self.gnn is None else self.gnn.scorer
+        if isinstance(event, Interaction):
+            items = self.store.session_items(event.session_id)
+            if scorer is not None and scorer.can_answer_next(items):
+                pending.next_request = items
+            else:
+                pending.outs.append(self._next_item(event.user_id, event.session_id, event.ts))
+            user, session = event.user_id, event.session_id
+        else:
+            user, session = event.src_user, None
+        if scorer is not None and scorer.bundle.social is not None:
+            followees, items = self.gnn.social_inputs(self.store, user, session, event.ts,
+                                                      max_followees=self.settings.max_followees)
+            if scorer.can_answer_social(user, items):
+                pending.social_request = (user, followees, items)
+        if pending.social_request is None:
+            pending.outs.append(self._social(user, session, event.ts, gnn=False))
+        return pending
+
+    def _answer_gnn(self, pending: list[_Pending]) -> None:
+        """One SR-GNN call and one social-model call for the whole batch."""
+        if self.gnn is None or self.gnn.scorer is None:
+            return
+        scorer, k = self.gnn.scorer, self.settings.k
+        nxt = [p for p in pending if p.next_request is not None]
+        if nxt:
+            for p, items in zip(nxt, scorer.recommend_next_many([p.next_request for p in nxt], k)):
+                ev = p.event
+                p.outs.insert(0, self._gnn_scored(ev.user_id, ev.session_id, "next_item", items, ev.ts)
+                              if items is not None else self._next_item(ev.user_id, ev.session_id, ev.ts, gnn=False))
+        soc = [p for p in pending if p.social_request is not None]
+        if soc:
+            for p, items in zip(soc, scorer.recommend_social_many([p.social_request for p in soc], k)):
+                ev = p.event
+                user, session = (ev.user_id, ev.session_id) if isinstance(ev, Interaction) else (ev.src_user, None)
+                p.outs.append(self._gnn_scored(user, session, "social", items, ev.ts)
+                              if items is not None else self._social(user, session, ev.ts, gnn=False))
+
+    async def _send(self, p: _Pending) -> list:
         futures = []
-        for out in self.recommend(event):
+        event, rec = p.event, p.rec
+        for out in p.outs:
             emitted_ms = int(self.clock() * 1000)
             reco = Recommendation(
                 user_id=out.user_id, session_id=out.session_id, kind=out.kind,

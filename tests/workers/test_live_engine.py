@@ -159,3 +159,21 @@ def test_ann_ranking_agrees_with_exact_above_threshold(yoochoose_events):
         overlap.append(len({i for i, _ in a} & {i for i, _ in b}) / 20)
     assert ann._ann is not None
     assert float(np.mean(overlap)) >= 0.9
+
+
+def test_batched_scoring_equals_one_by_one(yoochoose_events):
+    """The score worker answers a consumed batch with one SR-GNN call: same lists as per event."""
+    store = _store(yoochoose_events[:4000])
+    now = yoochoose_events[3999].ts
+    bundle = train_bundle(store, now, CFG)
+    scorer = GnnScorer(bundle)
+    for node_type, (ids, vectors) in Refresher(bundle).rebuild(store, now).rows.items():
+        scorer.update(node_type, ids, vectors)
+    sessions = [store.session_items(s) for s in store.node_ids("session")[:300]] + [["never-seen"]]
+    batched = scorer.recommend_next_many(sessions, 20)
+    assert batched[-1] is None
+    for items, many in zip(sessions[:-1], batched):
+        one = scorer.recommend_next(items, 20)
+        assert [i for i, _ in many] == [i for i, _ in one] or np.allclose(
+            sorted(s for _, s in many), sorted(s for _, s in one), atol=1e-5)
+        assert np.allclose([s for _, s in many], [s for _, s in one], atol=1e-5)

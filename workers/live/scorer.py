@@ -140,6 +140,79 @@ class GnnScorer:
         table[1:] = self.items.matrix[distinct]
         return [local[r] for r in rows], torch.from_numpy(table)
 
+    def _top_k_many(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
+        """Rank for ``queries [B, d]`` at once: one matrix product (or one ANN batch query)."""
+        n = len(self.items)
+        if n > self.settings.ann_threshold or len(queries) == 1:
+            return [self._top_k(q, k) for q in queries]
+        k = min(k, n)
+        if k == 0:
+            return [[] for _ in queries]
+        scores = torch.from_numpy(queries @ self.items.matrix.T)
+        values, rows = torch.topk(scores, k, dim=1)
+        ids = self.items.ids
+        return [[(ids[r], float(v)) for r, v in zip(rr.tolist(), vv.tolist())] for rr, vv in zip(rows, values)]
+
+    def _batch_table(self, sessions: list[list[str]]) -> tuple[list[list[int] | None], torch.Tensor]:
+        """Every session's known items renumbered over one small table of the batch's items."""
+        local: dict[int, int] = {}
+        seqs: list[list[int] | None] = []
+        for items in sessions:
+            rows = [self.items.row[i] for i in items if i in self.items.row]
+            seqs.append([local.setdefault(r, len(local) + 1) for r in rows] or None)
+        table = np.zeros((len(local) + 1, self.bundle.dim), dtype=np.float32)
+        if local:
+            table[1:] = self.items.matrix[list(local)]
+        return seqs, torch.from_numpy(table)
+
+    def can_answer_next(self, session_items: list[str]) -> bool:
+        return any(i in self.items.row for i in session_items)
+
+    def can_answer_social(self, user_id: str, items: list[str]) -> bool:
+        return self.bundle.social is not None and user_id in self.users.row and self.can_answer_next(items)
+
+    @torch.no_grad()
+    def recommend_next_many(self, sessions: list[list[str]], k: int | None = None) -> list[list[tuple[str, float]] | None]:
+        """:meth:`recommend_next` for many sessions in one SR-GNN call and one ranking product."""
+        seqs, table = self._batch_table(sessions)
+        ok = [b for b, seq in enumerate(seqs) if seq is not None]
+        out: list[list[tuple[str, float]] | None] = [None] * len(sessions)
+        if ok:
+            batch = collate_sessions([seqs[b] for b in ok])
+            queries = self.bundle.srgnn.session_embedding(batch, table).numpy()
+            for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k)):
+                out[b] = recs
+        return out
+
+    @torch.no_grad()
+    def recommend_social_many(self, requests: list[tuple[str, list[str], list[str]]],
+                              k: int | None = None) -> list[list[tuple[str, float]] | None]:
+        """:meth:`recommend_social` for many ``(user, followees, items)`` at once."""
+        model = self.bundle.social
+        out: list[list[tuple[str, float]] | None] = [None] * len(requests)
+        if model is None:
+            return out
+        seqs, table = self._batch_table([items for _, _, items in requests])
+        ok = [b for b, (user, _, _) in enumerate(requests) if seqs[b] is not None and user in self.users.row]
+        if not ok:
+            return out
+        mat, row = self.users.matrix, self.users.row
+        user_rows = [row[requests[b][0]] for b in ok]
+        friend_rows = [[row[f] for f in requests[b][1] if f in row] for b in ok]
+        counts = torch.tensor([len(f) for f in friend_rows], dtype=torch.long)
+        flat = [r for f in friend_rows for r in f]
+        user_h = torch.from_numpy(np.concatenate([mat[user_rows], mat[flat]]) if flat else mat[user_rows].copy())
+        n = user_h.size(0)
+        ptr = torch.full((n + 1,), int(counts.sum()), dtype=torch.long)
+        ptr[0] = 0
+        ptr[1:len(ok) + 1] = counts.cumsum(0)
+        friends = FriendIndex(ptr=ptr, followees=torch.arange(len(ok), n, dtype=torch.long))
+        batch = SessionBatch.from_lists(list(range(len(ok))), [seqs[b] for b in ok])
+        queries = model.query(user_h, table, batch, friends).numpy()
+        for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k)):
+            out[b] = recs
+        return out
+
     @torch.no_grad()
     def recommend_next(self, session_items: list[str], k: int | None = None) -> list[tuple[str, float]] | None:
         """Top-k next items for a session (oldest item first); None if no item is known yet."""
