@@ -32,6 +32,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Sequence
 from typing import Any, Final
 
 import orjson
@@ -66,7 +67,7 @@ __all__ = [
     "DEFAULT_LIMITS", "FOLLOW_OPS", "INTERACTION_KINDS", "REASONS", "RECOMMENDATION_KINDS", "SCHEMA_VERSION",
     "DeadLetter", "EventValidationError", "Follow", "Interaction", "Invalid", "Recommendation", "ScoredItem",
     "ValidationLimits", "decode_dead_letter", "decode_follow", "decode_interaction", "decode_recommendation",
-    "encode",
+    "encode", "encode_recommendation_items",
 ]
 
 
@@ -110,6 +111,25 @@ def _encode_recommendation(o: Recommendation) -> bytes:
         del fields["embedding_version"]
     items = [{"item_id": it.item_id, "score": it.score} for it in o.items]
     return orjson.dumps({"v": SCHEMA_VERSION, **fields, "items": items})
+
+
+def encode_recommendation_items(*, user_id: str, session_id: str | None, kind: str,
+                                items: Sequence[tuple[str, float]], model_version: str, event_ts: int,
+                                emitted_ts: int, embedding_version: str | None = None) -> bytes:
+    """The wire form of a :class:`Recommendation` straight from ``(item_id, score)`` pairs.
+
+    For the score worker's hot path: the header fields are checked as :func:`encode` checks
+    them, the items are not — they are ids the store accepted from validated events and
+    scores the worker computed — which saves building and checking ~20 objects per record.
+    Same bytes as ``encode(Recommendation(...))`` for the same values.
+    """
+    fields = {"user_id": user_id, "session_id": session_id, "kind": kind, "model_version": model_version,
+              "event_ts": event_ts, "emitted_ts": emitted_ts, "embedding_version": embedding_version}
+    _raise_if("Recommendation", check_recommendation(fields, DEFAULT_LIMITS.max_id_len))
+    if embedding_version is None:
+        del fields["embedding_version"]
+    return orjson.dumps({"v": SCHEMA_VERSION, **fields,
+                         "items": [{"item_id": i, "score": float(sc)} for i, sc in items]})
 
 
 def _encode_dead_letter(o: DeadLetter) -> bytes:

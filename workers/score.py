@@ -34,7 +34,7 @@ from aiokafka import AIOKafkaProducer
 from mode import Service
 
 from graph_store import GraphStore, Neighbour
-from stream.events import Follow, Interaction, Invalid, Recommendation, ScoredItem, ValidationLimits, encode
+from stream.events import Follow, Interaction, Invalid, ValidationLimits, encode_recommendation_items
 from workers import metrics as m
 from workers.ingest_core import IngestCore
 from workers.kafka_io import TP, BatchConsumer, RawRecord
@@ -298,13 +298,12 @@ class ScoreLoop:
         event, rec = p.event, p.rec
         for out in p.outs:
             emitted_ms = int(self.clock() * 1000)
-            reco = Recommendation(
-                user_id=out.user_id, session_id=out.session_id, kind=out.kind,
-                items=tuple(ScoredItem(i, float(sc)) for i, sc in out.items),
+            payload = encode_recommendation_items(
+                user_id=out.user_id, session_id=out.session_id, kind=out.kind, items=out.items,
                 model_version=out.model_version, event_ts=event.ts, emitted_ts=emitted_ms,
                 embedding_version=out.embedding_version)
             topic = self.topics.next_item if out.kind == "next_item" else self.topics.social
-            futures.append(await self.producer.send(topic, encode(reco), key=out.user_id.encode()))
+            futures.append(await self.producer.send(topic, payload, key=out.user_id.encode()))
             if out.kind == "next_item" and out.session_id is not None:
                 self.quality.record(out.session_id, out.recommender, [i for i, _ in out.items])
             self.emitted[out.kind] += 1

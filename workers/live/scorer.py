@@ -151,7 +151,7 @@ class GnnScorer:
         scores = torch.from_numpy(queries @ self.items.matrix.T)
         values, rows = torch.topk(scores, k, dim=1)
         ids = self.items.ids
-        return [[(ids[r], float(v)) for r, v in zip(rr.tolist(), vv.tolist())] for rr, vv in zip(rows, values)]
+        return [[(ids[r], v) for r, v in zip(rr, vv)] for rr, vv in zip(rows.tolist(), values.tolist())]
 
     def _batch_table(self, sessions: list[list[str]]) -> tuple[list[list[int] | None], torch.Tensor]:
         """Every session's known items renumbered over one small table of the batch's items."""
