@@ -10,6 +10,7 @@ from pathlib import Path
 
 def add_parsers(sub) -> None:
     from models.registry import BASELINES, DATASETS, MODELS
+    from workers.stream_eval.names import ALL_SYSTEMS, DATASETS as STREAM_DATASETS
     p = sub.add_parser("train", help="train a model on a benchmark dataset and save a checkpoint")
     p.add_argument("--model", required=True, choices=sorted(MODELS))
     p.add_argument("--dataset", required=True, choices=DATASETS)
@@ -18,22 +19,48 @@ def add_parsers(sub) -> None:
                    help="checkpoint directory (env GNNREC_CHECKPOINTS)")
     p.set_defaults(handler=run_train)
 
-    p = sub.add_parser("eval", help="evaluate a model or baseline; prints one JSON object with --json")
-    who = p.add_mutually_exclusive_group(required=True)
+    p = sub.add_parser("eval", help="evaluate a model or baseline (or --stream: a prequential replay); "
+                                    "prints one JSON object with --json")
+    who = p.add_mutually_exclusive_group()
     who.add_argument("--model", choices=sorted(MODELS))
     who.add_argument("--baseline", choices=sorted(BASELINES))
-    p.add_argument("--dataset", required=True, choices=DATASETS)
+    who.add_argument("--stream", action="store_true",
+                     help="prequential replay of a timestamped dataset (recommend, score, then learn "
+                          "each event); datasets: " + ", ".join(STREAM_DATASETS))
+    # Offline and stream datasets are different name sets; run_eval checks the one that applies.
+    p.add_argument("--dataset", required=True, metavar="NAME",
+                   help="offline: " + ", ".join(DATASETS) + "; --stream: " + ", ".join(STREAM_DATASETS))
     p.add_argument("--checkpoint", type=Path, default=None, help="evaluate this checkpoint (default: train first)")
     _common(p)
     p.add_argument("--json", action="store_true")
     p.add_argument("--record", type=Path, default=None,
                    help="also save the report with this command line (e.g. docs/results) for RESULTS.md")
-    p.set_defaults(handler=run_eval)
+    _stream_options(p, ALL_SYSTEMS)
+    p.set_defaults(handler=run_eval, eval_parser=p)
 
     p = sub.add_parser("results", help="regenerate docs/RESULTS.md from saved reports")
     p.add_argument("--reports", type=Path, default=Path("docs/results"))
     p.add_argument("--out", type=Path, default=Path("docs/RESULTS.md"))
     p.set_defaults(handler=run_results)
+
+
+def _stream_options(p, systems: tuple[str, ...]) -> None:
+    g = p.add_argument_group("--stream options")
+    g.add_argument("--limit", type=int, default=_env_int("GNNREC_LIMIT"),
+                   help="replay only the first N events in time order (env GNNREC_LIMIT; default: all)")
+    g.add_argument("--systems", default=os.environ.get("GNNREC_SYSTEMS"),
+                   help=f"comma-separated, from: {', '.join(systems)} (env GNNREC_SYSTEMS; default: "
+                        "the baselines that apply to the dataset)")
+    g.add_argument("--warmup", type=float, default=float(os.environ.get("GNNREC_WARMUP", 0.5)),
+                   help="share of the events learned but not scored; static trains on it (env GNNREC_WARMUP)")
+    g.add_argument("--learn-every", type=int, default=int(os.environ.get("GNNREC_LEARN_EVERY", 1)),
+                   help="micro-batch size of learn calls (env GNNREC_LEARN_EVERY; 1 = exact prequential)")
+    g.add_argument("--k", type=int, default=int(os.environ.get("GNNREC_K", 20)), help="list length scored (env GNNREC_K)")
+
+
+def _env_int(name: str) -> int | None:
+    value = os.environ.get(name)
+    return int(value) if value else None
 
 
 def _common(p) -> None:
@@ -59,7 +86,14 @@ def run_train(args) -> int:
 
 
 def run_eval(args) -> int:
-    from models.registry import baseline_module, check_dataset, model_module
+    from models.registry import DATASETS, baseline_module, check_dataset, model_module
+    if args.stream:
+        return run_stream_eval(args)
+    if not (args.model or args.baseline):
+        args.eval_parser.error("one of --model, --baseline or --stream is required")
+    if args.dataset not in DATASETS:
+        args.eval_parser.error(f"--dataset {args.dataset!r}: choose one of {', '.join(DATASETS)} "
+                               "(the stream datasets need --stream)")
     if args.baseline:
         module = baseline_module(args.baseline)
         check_dataset(module, args.baseline, args.dataset)
@@ -72,6 +106,27 @@ def run_eval(args) -> int:
     if args.record is not None:
         report.save(args.record, _command_line())
     print(report.to_json() if args.json else json.dumps(report.to_dict(), indent=2))
+    return 0
+
+
+def run_stream_eval(args) -> int:
+    from workers.stream_eval.gnn_systems import GNNUnavailableError
+    from workers.stream_eval.names import DATASETS as STREAM_DATASETS
+    from workers.stream_eval.prequential import PrequentialSettings
+    from workers.stream_eval.run import evaluate_stream
+    if args.dataset not in STREAM_DATASETS:
+        args.eval_parser.error(f"--stream --dataset {args.dataset!r}: choose one of {', '.join(STREAM_DATASETS)}")
+    if args.record is not None:
+        # docs/results holds offline EvalReports that `gnnrec results` renders; a stream report is another shape.
+        args.eval_parser.error("--record saves offline reports only; redirect the --stream JSON instead")
+    systems = [n.strip() for n in args.systems.split(",") if n.strip()] if args.systems else None
+    try:
+        settings = PrequentialSettings(k=args.k, warmup_fraction=args.warmup, learn_every=args.learn_every)
+        report = evaluate_stream(args.dataset, systems=systems, limit=args.limit, settings=settings)
+    except (ValueError, GNNUnavailableError) as exc:
+        args.eval_parser.error(str(exc))
+    report["command"] = _command_line()
+    print(json.dumps(report) if args.json else json.dumps(report, indent=2))
     return 0
 
 

@@ -1,0 +1,123 @@
+"""The GNN systems of the replay — ``live``, ``static``, ``live_no_decay`` — over a LiveEngine.
+
+All three wrap the live engine of :mod:`workers.live.engine` (imported only when one is
+built, since it pulls in torch); they differ only in what the engine may do after its first
+training, which happens at the end of the warm-up prefix (``end_warmup`` → ``train_now``):
+
+* ``live``: learns every event (``observe``), refreshes embeddings locally when due and
+  retrains periodically (``maybe_refresh`` / ``maybe_retrain``, both on event time);
+* ``static``: observes events too — a next-item answer needs the session's current clicks,
+  which only the store knows — but never refreshes or retrains: the model trained on the
+  warm-up prefix serves the whole scored part;
+* ``live_no_decay``: ``live`` over a store with decay switched off (half-life ∞).
+
+Before the warm-up ends nothing is refreshed or retrained (no model exists yet and nothing
+is scored then). A scored event asks ``recommend_next`` (session, user) on next-item
+datasets and ``recommend_social`` (user) on social ones.
+"""
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any, Protocol
+
+from graph_store import GraphStore, MemoryGraphStore, StoreSettings
+from stream.events import Follow, Interaction
+from workers.stream_eval.datasets import Task
+from workers.stream_eval.names import GNN_SYSTEMS
+from workers.stream_eval.prequential import Query
+
+Event = Interaction | Follow
+
+
+
+class GNNUnavailableError(RuntimeError):
+    """The live engine module is not importable (not written yet, or torch is missing)."""
+
+
+class Engine(Protocol):
+    """The part of ``workers.live.engine.LiveEngine`` the replay uses."""
+
+    def observe(self, events: Sequence[Event], now_ms: int) -> None: ...
+
+    def maybe_refresh(self, now_ms: int) -> object | None: ...
+
+    def maybe_retrain(self, now_ms: int) -> bool: ...
+
+    def train_now(self, now_ms: int) -> None: ...
+
+    def recommend_next(self, session_id: str, user_id: str, now_ms: int, k: int) -> list[tuple[str, float]]: ...
+
+    def recommend_social(self, user_id: str, now_ms: int, k: int) -> list[tuple[str, float]]: ...
+
+
+class EngineSystem:
+    """A :class:`~workers.stream_eval.prequential.System` over one engine.
+
+    ``refresh`` / ``retrain`` say whether the engine may update its model after the first
+    training; ``static`` is both False.
+    """
+
+    def __init__(self, name: str, engine: Engine, task: Task, *, refresh: bool, retrain: bool) -> None:
+        if task not in ("next_item", "social"):
+            raise ValueError(f"task must be 'next_item' or 'social', got {task!r}")
+        self.name = name
+        self.engine = engine
+        self.task = task
+        self.refresh = refresh
+        self.retrain = retrain
+        self.trained = False
+        self.refreshes = 0
+        self.retrains = 0
+
+    def learn(self, events: Sequence[Event], now_ms: int) -> None:
+        self.engine.observe(events, now_ms)
+        if not self.trained:
+            return
+        # Retrain first: a fresh model makes a refresh of the old one pointless.
+        if self.retrain and self.engine.maybe_retrain(now_ms):
+            self.retrains += 1
+        if self.refresh and self.engine.maybe_refresh(now_ms) is not None:
+            self.refreshes += 1
+
+    def end_warmup(self, now_ms: int) -> None:
+        self.engine.train_now(now_ms)
+        self.trained = True
+
+    def recommend(self, query: Query, now_ms: int, k: int) -> list[str]:
+        if not self.trained:
+            raise RuntimeError(f"{self.name}: recommend before end_warmup trained the model")
+        if self.task == "social":
+            scored = self.engine.recommend_social(query.user_id, now_ms, k)
+        else:
+            scored = self.engine.recommend_next(query.session_id, query.user_id, now_ms, k)
+        return [item for item, _ in scored]
+
+    def __repr__(self) -> str:
+        return (f"EngineSystem(name={self.name!r}, task={self.task!r}, refresh={self.refresh}, "
+                f"retrain={self.retrain}, trained={self.trained})")
+
+
+def build_gnn_system(name: str, task: Task, *, half_life_ms: float, settings: Any = None,
+                     store: GraphStore | None = None) -> EngineSystem:
+    """``live``, ``static`` or ``live_no_decay`` over a new ``LiveEngine``.
+
+    ``settings`` is a ``LiveSettings`` (default: its defaults); ``store`` defaults to a memory
+    store with ``half_life_ms`` (∞ for ``live_no_decay``).
+    """
+    if name not in GNN_SYSTEMS:
+        raise ValueError(f"unknown GNN system {name!r}; choose one of {', '.join(GNN_SYSTEMS)}")
+    try:
+        from workers.live.engine import LiveEngine, LiveSettings
+    except ImportError as exc:
+        raise GNNUnavailableError(
+            f"system {name!r} needs workers.live.engine.LiveEngine, which cannot be imported ({exc}); "
+            "run the baselines only (--systems transitions,popularity,followee) until it exists"
+        ) from exc
+    updates = name != "static"
+    if store is None:
+        hl = math.inf if name == "live_no_decay" else half_life_ms
+        store = MemoryGraphStore(StoreSettings(half_life_ms=hl))
+    engine = LiveEngine(settings if settings is not None else LiveSettings(), store,
+                        refresh=updates, retrain=updates)
+    return EngineSystem(name, engine, task, refresh=updates, retrain=updates)

@@ -1,0 +1,47 @@
+"""One prequential run end to end: dataset name + system names → the JSON report."""
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from workers.stream_eval.datasets import StreamDataset, load_dataset
+from workers.stream_eval.gnn_systems import build_gnn_system
+from workers.stream_eval.names import ALL_SYSTEMS, GNN_SYSTEMS
+from workers.stream_eval.prequential import PrequentialSettings, System, run_prequential
+from workers.stream_eval.systems import BaselineSettings, build_baseline
+
+
+def default_systems(dataset: StreamDataset) -> list[str]:
+    """The baselines that apply to the dataset: the GNN systems are asked for by name."""
+    names = ["transitions", "popularity"]
+    return names + ["followee"] if dataset.has_follows else names
+
+
+def build_systems(names: Sequence[str], dataset: StreamDataset, baseline: BaselineSettings) -> list[System]:
+    unknown = [n for n in names if n not in ALL_SYSTEMS]
+    if unknown:
+        raise ValueError(f"unknown system(s) {unknown}; choose from {', '.join(ALL_SYSTEMS)}")
+    if "followee" in names and not dataset.has_follows:
+        raise ValueError(f"'followee' needs follow events; {dataset.name} has none")
+    return [build_gnn_system(n, dataset.task, half_life_ms=baseline.half_life_ms) if n in GNN_SYSTEMS
+            else build_baseline(n, baseline) for n in names]
+
+
+def evaluate_stream(name: str, *, systems: Sequence[str] | None = None, limit: int | None = None,
+                    data_dir: Path | None = None, settings: PrequentialSettings = PrequentialSettings(),
+                    baseline: BaselineSettings = BaselineSettings(),
+                    timer: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
+    """Load ``name``, replay it through ``systems`` (default :func:`default_systems`), report.
+
+    The report: ``dataset``, ``task``, ``events``, ``warmup_events``, ``scored``, ``k``,
+    ``learn_every`` and ``systems`` (per system ``hr@k``, ``mrr@k``, ``scored``, ``seconds``).
+    """
+    dataset = load_dataset(name, data_dir=data_dir, limit=limit)
+    names = list(systems) if systems else default_systems(dataset)
+    built = build_systems(names, dataset, baseline)
+    result = run_prequential(dataset.events, built, settings, timer=timer)
+    return {"dataset": name, "task": dataset.task, "session_key": dataset.session_key,
+            "events": result.events, "warmup_events": result.warmup_events, "scored": result.scored,
+            "k": settings.k, "learn_every": settings.learn_every, "systems": result.systems_dict()}
