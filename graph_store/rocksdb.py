@@ -251,6 +251,7 @@ class RocksDBGraphStore(PlannedGraphStore):
                 raise GraphStoreError(f"more than 2**32 {t} nodes: the u32 node index is exhausted")
         batch = rocksdict.WriteBatch(raw_mode=True)
         put = batch.put
+        pack_w = _WEIGHT.pack
         # Keys go in ascending order (prefixes D < E < I < M < N < O < P < S; node types
         # i < s < u): consecutive memtable inserts then land next to each other in the skiplist.
         # Sorting ints and ids per group is much cheaper than sorting the (key, value) rows.
@@ -261,9 +262,14 @@ class RocksDBGraphStore(PlannedGraphStore):
                 put(head + node_id.encode(), b"")
         for edge_type, values in (("ui", plan.ui), ("ii", plan.ii), ("uu", plan.uu_put)):
             head, rev_head = _EDGE_HEAD[edge_type], _EDGE_HEAD[edge_type + "_rev"]
-            if values:
+            if len(values) >= codec.BULK_MIN_ROWS:
                 for keys, packed in codec.encode_weight_rows((head, rev_head), values):
                     deque(map(put, keys, packed), 0)  # the loop runs in C
+            else:  # a small commit (one event): numpy's fixed costs would dominate
+                for k, (w, t) in sorted(values.items()):
+                    put(head + k.to_bytes(8, "big"), pack_w(w, t))
+                for k, (w, t) in sorted(((k & _LOW32) << 32 | k >> 32, v) for k, v in values.items()):
+                    put(rev_head + k.to_bytes(8, "big"), pack_w(w, t))
             if edge_type == "uu":
                 for k in plan.uu_del:
                     batch.delete(head + k.to_bytes(8, "big"))
@@ -291,9 +297,12 @@ class RocksDBGraphStore(PlannedGraphStore):
         for key, offset in sorted((codec.offset_key(t, p), o) for (t, p), o in offsets.items()):
             put(key, _I64.pack(offset))
         pop = plan.pop
-        if pop:
+        if len(pop) >= codec.BULK_MIN_ROWS:
             ((keys, packed),) = codec.encode_weight_rows((codec.POP_PREFIX,), pop, width=4)
             deque(map(put, keys, packed), 0)
+        else:
+            for i, (w, t) in sorted(pop.items()):
+                put(codec.popularity_key(i), pack_w(w, t))
         sessions = plan.sessions
         encode_session = codec.encode_session
         for s in sorted(sessions):
