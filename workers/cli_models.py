@@ -56,6 +56,12 @@ def _stream_options(p, systems: tuple[str, ...]) -> None:
     g.add_argument("--learn-every", type=int, default=int(os.environ.get("GNNREC_LEARN_EVERY", 1)),
                    help="micro-batch size of learn calls (env GNNREC_LEARN_EVERY; 1 = exact prequential)")
     g.add_argument("--k", type=int, default=int(os.environ.get("GNNREC_K", 20)), help="list length scored (env GNNREC_K)")
+    g.add_argument("--refresh-every-ms", type=int, default=_env_int("GNNREC_REFRESH_EVERY_MS"),
+                   help="GNN systems: event-time ms between embedding refreshes (env GNNREC_REFRESH_EVERY_MS; "
+                        "default: the live engine's)")
+    g.add_argument("--retrain-every-ms", type=int, default=_env_int("GNNREC_RETRAIN_EVERY_MS"),
+                   help="GNN systems: event-time ms between retrainings, 0 = never (env GNNREC_RETRAIN_EVERY_MS; "
+                        "default: the live engine's)")
 
 
 def _env_int(name: str) -> int | None:
@@ -122,7 +128,10 @@ def run_stream_eval(args) -> int:
     systems = [n.strip() for n in args.systems.split(",") if n.strip()] if args.systems else None
     try:
         settings = PrequentialSettings(k=args.k, warmup_fraction=args.warmup, learn_every=args.learn_every)
-        report = evaluate_stream(args.dataset, systems=systems, limit=args.limit, settings=settings)
+        overrides = {name: value for name, value in (("refresh_every_ms", args.refresh_every_ms),
+                                                     ("retrain_every_ms", args.retrain_every_ms)) if value is not None}
+        report = evaluate_stream(args.dataset, systems=systems, limit=args.limit, settings=settings,
+                                 gnn_overrides=overrides)
     except (ValueError, GNNUnavailableError) as exc:
         args.eval_parser.error(str(exc))
     report["command"] = _command_line()

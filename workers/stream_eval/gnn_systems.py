@@ -18,7 +18,8 @@ datasets and ``recommend_social`` (user) on social ones.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import Any, Protocol
 
 from graph_store import GraphStore, MemoryGraphStore, StoreSettings
@@ -93,17 +94,29 @@ class EngineSystem:
             scored = self.engine.recommend_next(query.session_id, query.user_id, now_ms, k)
         return [item for item, _ in scored]
 
+    def stats(self) -> dict[str, float | int]:
+        """Counts that explain a score: refreshes and retrains done here, and what the engine
+        reports of its own (GNN answers vs trending fallbacks, training and refresh time)."""
+        out: dict[str, float | int] = {"refreshes": self.refreshes, "retrains": self.retrains}
+        engine_stats = getattr(self.engine, "stats", None)
+        for key in ("gnn_recommendations", "fallback_recommendations", "train_seconds", "refresh_seconds"):
+            value = getattr(engine_stats, key, None)
+            if isinstance(value, (int, float)):
+                out[key] = round(value, 2)
+        return out
+
     def __repr__(self) -> str:
         return (f"EngineSystem(name={self.name!r}, task={self.task!r}, refresh={self.refresh}, "
                 f"retrain={self.retrain}, trained={self.trained})")
 
 
 def build_gnn_system(name: str, task: Task, *, half_life_ms: float, settings: Any = None,
-                     store: GraphStore | None = None) -> EngineSystem:
+                     overrides: Mapping[str, int] | None = None, store: GraphStore | None = None) -> EngineSystem:
     """``live``, ``static`` or ``live_no_decay`` over a new ``LiveEngine``.
 
-    ``settings`` is a ``LiveSettings`` (default: its defaults); ``store`` defaults to a memory
-    store with ``half_life_ms`` (∞ for ``live_no_decay``).
+    ``settings`` is a ``LiveSettings`` (default: its defaults), with ``overrides`` of its
+    top-level fields (``refresh_every_ms``, ``retrain_every_ms``) applied; ``store`` defaults
+    to a memory store with ``half_life_ms`` (∞ for ``live_no_decay``).
     """
     if name not in GNN_SYSTEMS:
         raise ValueError(f"unknown GNN system {name!r}; choose one of {', '.join(GNN_SYSTEMS)}")
@@ -118,6 +131,6 @@ def build_gnn_system(name: str, task: Task, *, half_life_ms: float, settings: An
     if store is None:
         hl = math.inf if name == "live_no_decay" else half_life_ms
         store = MemoryGraphStore(StoreSettings(half_life_ms=hl))
-    engine = LiveEngine(settings if settings is not None else LiveSettings(), store,
-                        refresh=updates, retrain=updates)
+    settings = replace(settings if settings is not None else LiveSettings(), **dict(overrides or {}))
+    engine = LiveEngine(settings, store, refresh=updates, retrain=updates)
     return EngineSystem(name, engine, task, refresh=updates, retrain=updates)

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -19,29 +19,38 @@ def default_systems(dataset: StreamDataset) -> list[str]:
     return names + ["followee"] if dataset.has_follows else names
 
 
-def build_systems(names: Sequence[str], dataset: StreamDataset, baseline: BaselineSettings) -> list[System]:
+def build_systems(names: Sequence[str], dataset: StreamDataset, baseline: BaselineSettings,
+                  gnn_overrides: Mapping[str, int] | None = None) -> list[System]:
     unknown = [n for n in names if n not in ALL_SYSTEMS]
     if unknown:
         raise ValueError(f"unknown system(s) {unknown}; choose from {', '.join(ALL_SYSTEMS)}")
     if "followee" in names and not dataset.has_follows:
         raise ValueError(f"'followee' needs follow events; {dataset.name} has none")
-    return [build_gnn_system(n, dataset.task, half_life_ms=baseline.half_life_ms) if n in GNN_SYSTEMS
+    return [build_gnn_system(n, dataset.task, half_life_ms=baseline.half_life_ms, overrides=gnn_overrides)
+            if n in GNN_SYSTEMS
             else build_baseline(n, baseline) for n in names]
 
 
 def evaluate_stream(name: str, *, systems: Sequence[str] | None = None, limit: int | None = None,
                     data_dir: Path | None = None, settings: PrequentialSettings = PrequentialSettings(),
                     baseline: BaselineSettings = BaselineSettings(),
+                    gnn_overrides: Mapping[str, int] | None = None,
                     timer: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Load ``name``, replay it through ``systems`` (default :func:`default_systems`), report.
 
-    The report: ``dataset``, ``task``, ``events``, ``warmup_events``, ``scored``, ``k``,
+    ``gnn_overrides`` replace ``LiveSettings`` fields of the GNN systems (e.g.
+    ``{"retrain_every_ms": 86_400_000}``). The report: ``dataset``, ``task``, ``events``, ``warmup_events``, ``scored``, ``k``,
     ``learn_every`` and ``systems`` (per system ``hr@k``, ``mrr@k``, ``scored``, ``seconds``).
     """
     dataset = load_dataset(name, data_dir=data_dir, limit=limit)
     names = list(systems) if systems else default_systems(dataset)
-    built = build_systems(names, dataset, baseline)
+    built = build_systems(names, dataset, baseline, gnn_overrides)
     result = run_prequential(dataset.events, built, settings, timer=timer)
+    systems_out = result.systems_dict()
+    for system in built:
+        stats = getattr(system, "stats", None)
+        if callable(stats):  # the GNN systems explain their scores (fallbacks, refreshes)
+            systems_out[system.name]["engine"] = stats()
     return {"dataset": name, "task": dataset.task, "session_key": dataset.session_key,
             "events": result.events, "warmup_events": result.warmup_events, "scored": result.scored,
-            "k": settings.k, "learn_every": settings.learn_every, "systems": result.systems_dict()}
+            "k": settings.k, "learn_every": settings.learn_every, "systems": systems_out}
