@@ -277,3 +277,14 @@ def test_cli_prints_the_stream_report(shared_data, capsys, monkeypatch) -> None:
     assert set(out["systems"]) == {"transitions", "popularity"}
     assert set(out["systems"]["transitions"]) == {"hr@20", "mrr@20", "scored", "seconds"}
     assert out["command"].startswith("gnnrec ")
+
+
+def test_sim_drift_rewards_decayed_popularity() -> None:
+    # The point of the scenario: popularity shifts mid-stream, so a decayed count tracks it and
+    # an all-time count lags. Measured on the full 60k stream (22,196 scored): HR@20 0.0885 vs
+    # 0.0709, MRR@20 0.0183 vs 0.0124.
+    report = evaluate_stream("sim-drift", systems=["popularity", "popularity_no_decay"])
+    s = report["systems"]
+    assert report["scored"] > 20_000
+    assert s["popularity"]["hr@20"] >= 1.1 * s["popularity_no_decay"]["hr@20"]
+    assert s["popularity"]["mrr@20"] >= 1.2 * s["popularity_no_decay"]["mrr@20"]

@@ -7,7 +7,9 @@ worker serves (:mod:`workers.recommenders`), with the same trending backfill:
 * ``transitions`` — decayed item→item transitions around the session's recent items;
 * ``transitions_no_decay`` — the same with decay switched off (half-life ∞);
 * ``followee`` — what the user's followees interacted with (datasets with follows);
-* ``popularity`` — trending items (decayed popularity) not already in the session.
+* ``popularity`` — trending items (decayed popularity) not already in the session;
+  ``popularity_no_decay`` counts all-time popularity instead (the drift check: under
+  seasonal drift the decayed count should win).
 
 Trending. The score worker recomputes the trending list on a wall-clock timer; here it is
 recomputed after every ``trending_refresh_events`` learned events instead, so a replay is
@@ -122,7 +124,9 @@ class PopularitySystem(StoreBaseline):
     """Trending items, minus those already in the session (the rule the other baselines
     apply to their candidates too, so the comparison isolates their graph signal)."""
 
-    name = "popularity"
+    def __init__(self, settings: BaselineSettings, *, decay: bool = True) -> None:
+        super().__init__(settings, decay=decay)
+        self.name = "popularity" if decay else "popularity_no_decay"
 
     def _scored(self, query: Query, now_ms: int, k: int) -> list[tuple[str, float]]:
         seen = set(self.store.session_items(query.session_id))
@@ -140,4 +144,6 @@ def build_baseline(name: str, settings: BaselineSettings) -> StoreBaseline:
         return FolloweeSystem(settings)
     if name == "popularity":
         return PopularitySystem(settings)
+    if name == "popularity_no_decay":
+        return PopularitySystem(settings, decay=False)
     raise ValueError(f"unknown baseline {name!r}; choose one of {', '.join(BASELINES)}")
