@@ -38,6 +38,11 @@ def add_parser(sub) -> None:
     p.add_argument("--bad-every", type=int, default=int(os.environ.get("GNNREC_DEMO_BAD_EVERY", 500)),
                    help="inject one malformed event every N events, 0 = none (env GNNREC_DEMO_BAD_EVERY)")
     p.add_argument("--seed", type=int, default=int(os.environ.get("GNNREC_SEED", 7)))
+    p.add_argument("--warmup-events", type=int, default=int(os.environ.get("GNNREC_DEMO_WARMUP_EVENTS", 3000)),
+                   help="after this many events, pause until the first trained model serves (at most "
+                        "--warmup-timeout-s), so the rest of the run shows GNN recommendations; 0 = no pause")
+    p.add_argument("--warmup-timeout-s", type=float,
+                   default=float(os.environ.get("GNNREC_DEMO_WARMUP_TIMEOUT_S", 120)))
     p.add_argument("--data-dir", type=Path, default=None, help="where worker stores and logs go (default: a temp dir)")
     p.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
     p.set_defaults(handler=run)
@@ -119,7 +124,8 @@ class Collector:
         await self.consumer.stop()
 
 
-async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio.Event, state: dict) -> None:
+async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio.Event, state: dict,
+                   model_ready: asyncio.Event) -> None:
     from stream.badinput import malformed_samples
     from stream.producer import EventProducer
     from stream.simulator import Simulator, SimulatorSettings
@@ -136,6 +142,11 @@ async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio
         for i, event in enumerate(events):
             if stop.is_set():
                 break
+            if i == args.warmup_events and i and not model_ready.is_set():
+                state["waiting_since"] = time.monotonic()
+                await model_ready.wait()
+                state["waiting_since"] = None
+                started = time.monotonic() - i / args.rate  # resume the pace from here
             ahead = (i / args.rate) - (time.monotonic() - started)
             if ahead > 0:
                 await asyncio.sleep(ahead)
@@ -208,8 +219,9 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
     }
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
     col = Collector(bootstrap, settings, from_beginning=embedded, quiet=args.json)
-    state = {"produced": 0, "interactions": 0, "bad_sent": 0, "producing": True}
+    state = {"produced": 0, "interactions": 0, "bad_sent": 0, "producing": True, "waiting_since": None}
     stop = asyncio.Event()
+    model_ready = asyncio.Event()
     try:
         for w in workers.values():
             await asyncio.to_thread(w.wait_ready, 120)
@@ -217,11 +229,26 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
             say(f"worker {name}: metrics at {w.metrics_url}  (log {w.log_path})")
         await col.start()
         say(f"replaying the simulator at {args.rate:.0f} events/s into {bootstrap}; Ctrl-C stops")
-        producer = asyncio.create_task(_produce(bootstrap, settings, args, stop, state))
-        last_line, drained_since = 0.0, None
+        producer = asyncio.create_task(_produce(bootstrap, settings, args, stop, state, model_ready))
+        last_line, drained_since, last_check = 0.0, None, 0.0
         try:
             while True:
                 await col.poll()
+                waiting = state["waiting_since"]
+                if waiting is not None and time.monotonic() - last_check >= 1.0:
+                    last_check = time.monotonic()
+                    served = metric_sum(await asyncio.to_thread(workers["score"].scrape),
+                                        "gnnrec_embedding_version_info")
+                    if served > 0:
+                        say("first model trained, refreshed and served: streaming on")
+                        model_ready.set()
+                    elif time.monotonic() - waiting > args.warmup_timeout_s:
+                        say(f"no model served after {args.warmup_timeout_s:.0f} s: streaming on with the "
+                            f"baselines (see {workers['train'].log_path})")
+                        model_ready.set()
+                    elif time.monotonic() - last_line >= 2.0:
+                        say(f"waiting for the first model (train → refresh → score) after "
+                            f"{args.warmup_events} events ...")
                 if time.monotonic() - last_line >= 2.0:
                     last_line = time.monotonic()
                     say(_status_line(state, col, workers["ingest"], workers["score"]))
