@@ -90,23 +90,25 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_worker(args) -> int:
-    from workers.runner import run_faust_worker
+    from workers.runner import LoopService, run_faust_worker
+    from workers.stores import open_store
     if args.worker == "ingest":
-        from workers.ingest import IngestService
+        from workers.ingest import IngestLoop
         settings = settings_from_args(IngestSettings, args)
-        run_faust_worker("ingest", IngestService(settings), settings)
+        build = lambda: IngestLoop(settings, open_store(settings))  # noqa: E731
     elif args.worker == "refresh":
-        from workers.refresh_worker import RefreshService
+        from workers.refresh_worker import build_refresh_loop
         settings = settings_from_args(RefreshSettings, args)
-        run_faust_worker("refresh", RefreshService(settings), settings)
+        build = lambda: build_refresh_loop(settings)  # noqa: E731
     elif args.worker == "train":
-        from workers.train_worker import TrainService
+        from workers.train_worker import build_train_loop
         settings = settings_from_args(TrainSettings, args)
-        run_faust_worker("train", TrainService(settings), settings)
+        build = lambda: build_train_loop(settings)  # noqa: E731
     else:
-        from workers.score import ScoreService
+        from workers.score import ScoreLoop
         settings = settings_from_args(ScoreSettings, args)
-        run_faust_worker("score", ScoreService(settings), settings)
+        build = lambda: ScoreLoop(settings, open_store(settings))  # noqa: E731
+    run_faust_worker(args.worker, LoopService(build), settings)
     return 0
 
 

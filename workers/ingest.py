@@ -3,7 +3,7 @@
 The worker is a faust application. faust owns the process: lifecycle, signals, logging, and a
 service that runs next to the app. Faust's per-event stream machinery costs ~200 µs per event
 here (../shared/DEPENDENCIES.md), so the hot path does not iterate events through a faust
-agent: the :class:`IngestService` pulls whole batches with ``getmany``, decodes them in one
+agent: the :class:`IngestLoop` pulls whole batches with ``getmany``, decodes them in one
 pass, dead-letters bad records, and applies the rest to the store in ONE WriteBatch that also
 holds the consumed offsets. On restart it seeks to those offsets and skips replays, which makes
 the store's effect exactly-once without Kafka transactions (Tansu has none).
@@ -16,7 +16,6 @@ import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
-from mode import Service
 
 from graph_store import GraphStore
 from stream.events import ValidationLimits, encode
@@ -24,7 +23,6 @@ from workers import metrics as m
 from workers.ingest_core import IngestCore, PreparedBatch, store_trusts_decoder
 from workers.kafka_io import TP, BatchConsumer
 from workers.settings import IngestSettings
-from workers.stores import open_store
 
 log = logging.getLogger(__name__)
 
@@ -62,6 +60,10 @@ class IngestLoop:
     async def stop(self) -> None:
         await self.consumer.stop()
         await self.producer.stop()
+
+    def close(self) -> None:
+        self._maybe_export_gauges(force=True)
+        self.store.close()
 
     async def run_once(self) -> int:
         """One batch; returns the number of records consumed (0 on an idle poll)."""
@@ -119,28 +121,3 @@ class IngestLoop:
             m.CONSUMER_LAG.labels(self.worker, topic, str(part)).set(lag)
         for (topic, part), off in self.committed.items():
             m.COMMITTED_OFFSET.labels(self.worker, topic, str(part)).set(off)
-
-
-class IngestService(Service):
-    """Runs :class:`IngestLoop` inside the faust worker until the worker stops."""
-
-    def __init__(self, settings: IngestSettings, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.loop_impl: IngestLoop | None = None
-
-    async def on_start(self) -> None:
-        store = open_store(self.settings)
-        self.loop_impl = IngestLoop(self.settings, store)
-        await self.loop_impl.start()
-
-    @Service.task
-    async def _consume(self) -> None:
-        while not self.should_stop and self.loop_impl is not None:
-            await self.loop_impl.run_once()
-
-    async def on_stop(self) -> None:
-        if self.loop_impl is not None:
-            await self.loop_impl.stop()
-            self.loop_impl._maybe_export_gauges(force=True)
-            self.loop_impl.store.close()

@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from mode import Service
 
 from graph_store import GraphStore
 from graph_store.embeddings import EmbeddingStore, RocksDBEmbeddingStore
@@ -168,6 +167,11 @@ class RefreshLoop:
         self._executor.shutdown(wait=True)
         await self.feed.stop()
 
+    def close(self) -> None:
+        self.feed.export_gauges(force=True)
+        self.store.close()
+        self.core.embeddings.close()
+
     async def run_once(self) -> int:
         n = await self.feed.run_once()
         await self.maybe_refresh()
@@ -183,28 +187,7 @@ class RefreshLoop:
         return await asyncio.get_running_loop().run_in_executor(self._executor, self.core.tick, self.store)
 
 
-class RefreshService(Service):
-    """Runs :class:`RefreshLoop` inside the faust worker until the worker stops."""
-
-    def __init__(self, settings: RefreshSettings, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.loop_impl: RefreshLoop | None = None
-
-    async def on_start(self) -> None:
-        torch.set_num_threads(1)  # more threads spin on a shared 2-core box and run ~10x slower
-        embeddings = RocksDBEmbeddingStore(self.settings.embeddings_dir)
-        self.loop_impl = RefreshLoop(self.settings, open_store(self.settings), embeddings)
-        await self.loop_impl.start()
-
-    @Service.task
-    async def _consume(self) -> None:
-        while not self.should_stop and self.loop_impl is not None:
-            await self.loop_impl.run_once()
-
-    async def on_stop(self) -> None:
-        if self.loop_impl is not None:
-            await self.loop_impl.stop()
-            self.loop_impl.feed.export_gauges(force=True)
-            self.loop_impl.store.close()
-            self.loop_impl.core.embeddings.close()
+def build_refresh_loop(settings: RefreshSettings) -> RefreshLoop:
+    """The loop `gnnrec worker refresh` runs (inside :class:`workers.runner.LoopService`)."""
+    torch.set_num_threads(1)  # more threads spin on a shared 2-core box and run ~10x slower
+    return RefreshLoop(settings, open_store(settings), RocksDBEmbeddingStore(settings.embeddings_dir))

@@ -5,6 +5,8 @@ import cProfile
 import logging
 import os
 import sys
+from collections.abc import Callable
+from typing import Protocol
 
 from faust.worker import Worker
 from mode import Service
@@ -12,6 +14,43 @@ from mode import Service
 from stream.faust_app import make_faust_app
 from workers.metrics import serve_metrics
 from workers.settings import StoreBacked
+
+
+class WorkerLoop(Protocol):
+    """What every worker's loop offers the service that runs it."""
+
+    async def start(self) -> None: ...
+    async def run_once(self) -> int: ...
+    async def stop(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class LoopService(Service):
+    """Runs a worker loop inside the faust worker until the worker stops.
+
+    The loop is built in ``on_start`` (so stores open in the worker process, after faust has
+    set it up), then ``run_once`` repeats; on shutdown ``stop`` (clients) then ``close``
+    (final gauges, stores).
+    """
+
+    def __init__(self, build: Callable[[], WorkerLoop], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._build = build
+        self.loop_impl: WorkerLoop | None = None
+
+    async def on_start(self) -> None:
+        self.loop_impl = self._build()
+        await self.loop_impl.start()
+
+    @Service.task
+    async def _consume(self) -> None:
+        while not self.should_stop and self.loop_impl is not None:
+            await self.loop_impl.run_once()
+
+    async def on_stop(self) -> None:
+        if self.loop_impl is not None:
+            await self.loop_impl.stop()
+            self.loop_impl.close()
 
 
 def run_faust_worker(name: str, service: Service, settings: StoreBacked) -> None:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from aiokafka import AIOKafkaProducer
-from mode import Service
 
 from graph_store import GraphStore, Neighbour
 from stream.events import Follow, Interaction, Invalid, ValidationLimits, encode_recommendation_items
@@ -41,7 +40,6 @@ from workers.kafka_io import TP, BatchConsumer, RawRecord
 from workers.live.quality import OnlineQuality
 from workers.recommenders import next_item_transitions, social_followees
 from workers.settings import ScoreSettings
-from workers.stores import open_store
 
 if TYPE_CHECKING:
     from workers.gnn_score import EmbeddingFollower
@@ -131,6 +129,9 @@ class ScoreLoop:
         self._maybe_save_scored(force=True)
         if self.gnn is not None:
             self.gnn.close()
+
+    def close(self) -> None:
+        self.store.close()
 
     def maybe_poll_embeddings(self, *, force: bool = False) -> None:
         """Catch up with the embedding store / model dir every ``embeddings_poll_s``."""
@@ -319,29 +320,6 @@ class ScoreLoop:
         m.export_store_counts(self.worker, self.store.counts())
         for (topic, part), lag in self.consumer.lag().items():
             m.CONSUMER_LAG.labels(self.worker, topic, str(part)).set(lag)
-
-
-class ScoreService(Service):
-    """Runs :class:`ScoreLoop` inside the faust worker until the worker stops."""
-
-    def __init__(self, settings: ScoreSettings, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.loop_impl: ScoreLoop | None = None
-
-    async def on_start(self) -> None:
-        self.loop_impl = ScoreLoop(self.settings, open_store(self.settings))
-        await self.loop_impl.start()
-
-    @Service.task
-    async def _consume(self) -> None:
-        while not self.should_stop and self.loop_impl is not None:
-            await self.loop_impl.run_once()
-
-    async def on_stop(self) -> None:
-        if self.loop_impl is not None:
-            await self.loop_impl.stop()
-            self.loop_impl.store.close()
 
 
 def _load_offsets(path: Path) -> dict[TP, int]:

@@ -22,7 +22,6 @@ from collections.abc import Callable
 from pathlib import Path
 
 import torch
-from mode import Service
 
 from graph_store import GraphStore
 from workers import metrics as m
@@ -99,6 +98,10 @@ class TrainLoop:
             self._finish()
         await self.feed.stop()
 
+    def close(self) -> None:
+        self.feed.export_gauges(force=True)
+        self.store.close()
+
     @property
     def pending_records(self) -> int:
         return sum(len(b.events) for b in self.pending)
@@ -147,26 +150,7 @@ class TrainLoop:
         self.pending.clear()
 
 
-class TrainService(Service):
-    """Runs :class:`TrainLoop` inside the faust worker until the worker stops."""
-
-    def __init__(self, settings: TrainSettings, **kwargs) -> None:
-        super().__init__(**kwargs)
-        self.settings = settings
-        self.loop_impl: TrainLoop | None = None
-
-    async def on_start(self) -> None:
-        torch.set_num_threads(1)  # more threads spin on a shared 2-core box and run ~10x slower
-        self.loop_impl = TrainLoop(self.settings, open_store(self.settings))
-        await self.loop_impl.start()
-
-    @Service.task
-    async def _consume(self) -> None:
-        while not self.should_stop and self.loop_impl is not None:
-            await self.loop_impl.run_once()
-
-    async def on_stop(self) -> None:
-        if self.loop_impl is not None:
-            await self.loop_impl.stop()
-            self.loop_impl.feed.export_gauges(force=True)
-            self.loop_impl.store.close()
+def build_train_loop(settings: TrainSettings) -> TrainLoop:
+    """The loop `gnnrec worker train` runs (inside :class:`workers.runner.LoopService`)."""
+    torch.set_num_threads(1)  # more threads spin on a shared 2-core box and run ~10x slower
+    return TrainLoop(settings, open_store(settings))
