@@ -49,6 +49,7 @@ __all__ = [
     "full_propagation",
     "k_hop_affected",
     "local_update",
+    "normalised_adjacency",
     "normalised_weights",
 ]
 
@@ -155,7 +156,8 @@ def normalised_weights(graph: SymGraph) -> Tensor:
     return graph.weight * take(dis, graph.row) * take(dis, graph.indices)
 
 
-def _adjacency(graph: SymGraph) -> Tensor:
+def normalised_adjacency(graph: SymGraph) -> Tensor:
+    """Sparse CSR :math:`\\hat A` ``[N, N]`` of the graph (what every propagation multiplies by)."""
     n = graph.num_nodes
     return torch.sparse_csr_tensor(graph.indptr, graph.indices, normalised_weights(graph), (n, n),
                                    check_invariants=False)
@@ -176,7 +178,7 @@ def full_propagation(x0: Tensor, edge_index: Tensor | SymGraph, edge_weight: Ten
         edge_index, x0.size(0), edge_weight)
     if x0.dim() != 2 or x0.size(0) != graph.num_nodes:
         raise ValueError(f"x0 must be [num_nodes={graph.num_nodes}, d], got {tuple(x0.shape)}")
-    adj = _adjacency(graph)
+    adj = normalised_adjacency(graph)
     layers = [x0]
     for _ in range(num_layers):
         layers.append(torch.sparse.mm(adj, layers[-1]))
@@ -258,7 +260,7 @@ def local_update(cache: PropagationCache, old_graph: SymGraph, new_graph: SymGra
             rows = prev = next(hops)
             share = float((take(new_graph.indptr, rows + 1) - take(new_graph.indptr, rows)).sum())
             if share > dense_above * new_graph.num_entries:
-                full_adj = _adjacency(new_graph)
+                full_adj = normalised_adjacency(new_graph)
         if full_adj is not None:
             cache.layers[layer].copy_(torch.sparse.mm(full_adj, cache.layers[layer - 1]))
             touched += new_graph.num_entries

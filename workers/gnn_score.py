@@ -26,7 +26,7 @@ from graph_store import GraphStore
 from graph_store.embeddings import RocksDBEmbeddingStore
 from graph_store.errors import GraphStoreError
 from workers.live.bundle import BundleError, ModelBundle, load_bundle
-from workers.live.scorer import GnnScorer, ScorerSettings
+from workers.live.scorer import GnnScorer, ScorerSettings, social_inputs
 
 log = logging.getLogger(__name__)
 
@@ -166,13 +166,8 @@ class EmbeddingFollower:
 
     def social_inputs(self, store: GraphStore, user_id: str, session_id: str | None, now_ms: int, *,
                       max_followees: int) -> tuple[list[str], list[str]]:
-        """``(followees, items)`` the social model reads; recent items stand in for a missing session."""
-        followees = [n.node_id for n in store.neighbours("user", user_id, "uu", now_ms, k=max_followees)]
-        items = store.session_items(session_id) if session_id else []
-        if not items:
-            recent = store.neighbours("user", user_id, "ui", now_ms, k=self.scorer_settings.profile_items)
-            items = [n.node_id for n in reversed(recent)]
-        return followees, items
+        return social_inputs(store, user_id, session_id, now_ms, max_followees=max_followees,
+                             profile_items=self.scorer_settings.profile_items)
 
     def recommend_social(self, store: GraphStore, user_id: str, session_id: str | None, now_ms: int, *, k: int,
                          max_followees: int) -> list[tuple[str, float]] | None:

@@ -116,8 +116,4 @@ class IngestLoop:
         if not force and now - self._last_gauges < 1.0:
             return
         self._last_gauges = now
-        m.export_store_counts(self.worker, self.store.counts())
-        for (topic, part), lag in self.consumer.lag().items():
-            m.CONSUMER_LAG.labels(self.worker, topic, str(part)).set(lag)
-        for (topic, part), off in self.committed.items():
-            m.COMMITTED_OFFSET.labels(self.worker, topic, str(part)).set(off)
+        m.export_consumer_gauges(self.worker, self.store.counts(), self.consumer.lag(), self.committed)

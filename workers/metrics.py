@@ -100,6 +100,15 @@ def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
     return int(server.server_address[1])
 
 
+def export_consumer_gauges(worker: str, counts, lag: dict, committed: dict) -> None:
+    """Store counts, consumer lag and committed offsets: what every consuming worker exports."""
+    export_store_counts(worker, counts)
+    for (topic, part), n in lag.items():
+        CONSUMER_LAG.labels(worker, topic, str(part)).set(n)
+    for (topic, part), off in committed.items():
+        COMMITTED_OFFSET.labels(worker, topic, str(part)).set(off)
+
+
 def export_store_counts(worker: str, counts) -> None:
     STORE_NODES.labels(worker, "user").set(counts.users)
     STORE_NODES.labels(worker, "item").set(counts.items)

@@ -317,9 +317,7 @@ class ScoreLoop:
         if now - self._last_gauges < 1.0:
             return
         self._last_gauges = now
-        m.export_store_counts(self.worker, self.store.counts())
-        for (topic, part), lag in self.consumer.lag().items():
-            m.CONSUMER_LAG.labels(self.worker, topic, str(part)).set(lag)
+        m.export_consumer_gauges(self.worker, self.store.counts(), self.consumer.lag(), self.committed)
 
 
 def _load_offsets(path: Path) -> dict[TP, int]:

@@ -18,7 +18,7 @@ from typing import Any
 from graph_store import GraphStore
 from workers.live.bundle import ModelBundle
 from workers.live.refresher import Refresher, RefreshResult
-from workers.live.scorer import GnnScorer, ScorerSettings
+from workers.live.scorer import GnnScorer, ScorerSettings, social_inputs
 from workers.live.train import LiveTrainConfig, train_bundle
 
 
@@ -144,10 +144,7 @@ class LiveEngine:
                          session_id: str | None = None) -> list[tuple[str, float]]:
         recs = None
         if self.scorer is not None:
-            followees = [n.node_id for n in self.store.neighbours("user", user_id, "uu", now_ms)]
-            items = self.store.session_items(session_id) if session_id else []
-            if not items:  # no session: the user's most recent items stand in for one
-                recent = self.store.neighbours("user", user_id, "ui", now_ms, k=self.settings.scorer.profile_items)
-                items = [n.node_id for n in reversed(recent)]
+            followees, items = social_inputs(self.store, user_id, session_id, now_ms, max_followees=None,
+                                             profile_items=self.settings.scorer.profile_items)
             recs = self.scorer.recommend_social(user_id, followees, items, k)
         return self._served(recs, now_ms, k)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from graph_store import GraphStore
 from models.social import FriendIndex, SessionBatch
 from models.srgnn import collate_sessions
 from workers.live.bundle import ModelBundle
@@ -128,18 +129,6 @@ class GnnScorer:
         top = top[np.lexsort((top, -scores[top]))]  # score desc, ties by row
         return [(self.items.ids[int(r)], float(scores[r])) for r in top]
 
-    def _session_table(self, items: list[str]) -> tuple[list[int], torch.Tensor] | None:
-        """The session's known items renumbered ``1..m`` and their embeddings ``[m + 1, d]``
-        (row 0 padding): the encoders read only the session's items, so the table stays small."""
-        rows = [self.items.row[i] for i in items if i in self.items.row]
-        if not rows:
-            return None
-        distinct = list(dict.fromkeys(rows))
-        local = {r: j + 1 for j, r in enumerate(distinct)}
-        table = np.zeros((len(distinct) + 1, self.bundle.dim), dtype=np.float32)
-        table[1:] = self.items.matrix[distinct]
-        return [local[r] for r in rows], torch.from_numpy(table)
-
     def _top_k_many(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
         """Rank for ``queries [B, d]`` at once: one matrix product (or one ANN batch query)."""
         n = len(self.items)
@@ -213,33 +202,24 @@ class GnnScorer:
             out[b] = recs
         return out
 
-    @torch.no_grad()
     def recommend_next(self, session_items: list[str], k: int | None = None) -> list[tuple[str, float]] | None:
         """Top-k next items for a session (oldest item first); None if no item is known yet."""
-        found = self._session_table(session_items)
-        if found is None:
-            return None
-        seq, table = found
-        query = self.bundle.srgnn.session_embedding(collate_sessions([seq]), table)[0]
-        return self._top_k(query.numpy(), k or self.settings.k)
+        return self.recommend_next_many([session_items], k)[0]
 
-    @torch.no_grad()
     def recommend_social(self, user_id: str, followees: list[str], items: list[str],
                          k: int | None = None) -> list[tuple[str, float]] | None:
         """Top-k for a user from the social model: ``items`` is their current session (or recent
         items), ``followees`` whom they follow. None without a social model or known items."""
-        model = self.bundle.social
-        found = self._session_table(items)
-        if model is None or found is None or user_id not in self.users.row:
-            return None
-        seq, table = found
-        friend_rows = [self.users.row[f] for f in followees if f in self.users.row]
-        mat = self.users.matrix
-        user_h = torch.from_numpy(np.concatenate([mat[[self.users.row[user_id]]], mat[friend_rows]]))
-        n = user_h.size(0)
-        ptr = torch.full((n + 1,), n - 1, dtype=torch.long)
-        ptr[0] = 0
-        friends = FriendIndex(ptr=ptr, followees=torch.arange(1, n, dtype=torch.long))
-        batch = SessionBatch.from_lists([0], [seq])
-        query = model.query(user_h, table, batch, friends)[0]
-        return self._top_k(query.numpy(), k or self.settings.k)
+        return self.recommend_social_many([(user_id, followees, items)], k)[0]
+
+
+def social_inputs(store: GraphStore, user_id: str, session_id: str | None, now_ms: int, *,
+                  max_followees: int | None, profile_items: int) -> tuple[list[str], list[str]]:
+    """``(followees, items)`` the social model reads for a user: whom they follow (strongest
+    first) and their session's items, or their ``profile_items`` most recent items without one."""
+    followees = [n.node_id for n in store.neighbours("user", user_id, "uu", now_ms, k=max_followees)]
+    items = store.session_items(session_id) if session_id else []
+    if not items:
+        recent = store.neighbours("user", user_id, "ui", now_ms, k=profile_items)
+        items = [n.node_id for n in reversed(recent)]
+    return followees, items

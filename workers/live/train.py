@@ -3,7 +3,7 @@
 Three models, trained in order on the store as of ``now_ms`` (weights decayed to it):
 
 1. **LightGCN** with BPR on the decayed user–item graph, normalised exactly as the refresh
-   worker normalises it (:func:`models.incremental.normalised_weights` over a
+   worker normalises it (:func:`models.incremental.normalised_adjacency` of a
    :class:`~models.incremental_graph.SymGraph`), so the trained ego embeddings propagate over
    the live graph the way they were trained.
 2. **SR-GNN** over LightGCN's propagated item embeddings, kept frozen: only the gated GNN,
@@ -25,12 +25,15 @@ import torch
 from torch import Tensor
 
 from graph_store import GraphStore
-from models.incremental import normalised_weights
+from models.incremental import normalised_adjacency
 from models.incremental_graph import SymGraph
 from models.lightgcn import LightGCN
 from models.sampling import sample_bpr_triples
 from models.social import FriendIndex, SessionBatch, SocialSessionRec
-from models.srgnn import SRGNN, SessionExamples, collate_padded
+from models.experiments.srgnn import TrainConfig as SRGNNTrainConfig
+from models.experiments.srgnn import fit as fit_srgnn
+from models.srgnn import SRGNN, SessionExamples
+from models.training import Stopwatch
 from workers.live.bundle import ModelBundle, make_bundle_version
 
 
@@ -74,13 +77,11 @@ def _csr(src: Tensor, dst: Tensor, n_src: int) -> tuple[Tensor, Tensor]:
 
 
 def train_lightgcn(edge_index: Tensor, weight: Tensor, n_users: int, n_items: int, cfg: LiveTrainConfig,
-                   generator: torch.Generator) -> tuple[LightGCN, SymGraph, dict[str, float]]:
-    """BPR-train LightGCN on user→item ``edge_index [2, E]`` with decayed ``weight [E]``."""
+                   generator: torch.Generator) -> tuple[LightGCN, Tensor, dict[str, float]]:
+    """BPR-train LightGCN on user→item ``edge_index [2, E]`` with decayed ``weight [E]``;
+    returns the model and the normalised adjacency it was trained over."""
     model = LightGCN(n_users, n_items, cfg.dim, cfg.num_layers)
-    graph = SymGraph.from_bipartite(edge_index[0], edge_index[1], n_users, n_items, weight)
-    n = graph.num_nodes
-    adj = torch.sparse_csr_tensor(graph.indptr, graph.indices, normalised_weights(graph), (n, n),
-                                  check_invariants=False)
+    adj = normalised_adjacency(SymGraph.from_bipartite(edge_index[0], edge_index[1], n_users, n_items, weight))
     indptr, items = _csr(edge_index[0], edge_index[1], n_users)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lightgcn_lr)
     n_edges, loss = edge_index.size(1), float("nan")
@@ -93,7 +94,7 @@ def train_lightgcn(edge_index: Tensor, weight: Tensor, n_users: int, n_items: in
             batch_loss.backward()
             optimizer.step()
             loss = batch_loss.item()
-    return model, graph, {"lightgcn_loss": loss}
+    return model, adj, {"lightgcn_loss": loss}
 
 
 def _session_examples(store: GraphStore, item_row: dict[str, int], user_row: dict[str, int],
@@ -111,27 +112,19 @@ def _session_examples(store: GraphStore, item_row: dict[str, int], user_row: dic
 
 def train_srgnn(table: Tensor, sessions: list[list[int]], cfg: LiveTrainConfig,
                 rng: np.random.Generator) -> tuple[SRGNN, float]:
-    """SR-GNN over the frozen item ``table [I + 1, d]`` (row 0 padding)."""
+    """SR-GNN over the frozen item ``table [I + 1, d]`` (row 0 padding), with the offline
+    trainer (:func:`models.experiments.srgnn.fit`; Adam skips the frozen table, it gets no grad)."""
     model = SRGNN(table.size(0) - 1, table.size(1))
     model.embedding.weight.data.copy_(table)
     model.embedding.weight.requires_grad_(False)
     examples = SessionExamples.from_sessions(sessions)
-    params = [p for p in model.parameters() if p.requires_grad]
-    optimizer = torch.optim.Adam(params, lr=cfg.srgnn_lr, weight_decay=1e-5)
-    loss = float("nan")
-    for _ in range(cfg.srgnn_epochs if len(examples) else 0):
-        model.train()
-        order = rng.permutation(len(examples))
-        for start in range(0, len(order), cfg.session_batch):
-            index = order[start:start + cfg.session_batch]
-            items, lengths, targets = examples.padded(index)
-            batch_loss = model.recommendation_loss(collate_padded(items, lengths), targets)
-            optimizer.zero_grad()
-            batch_loss.backward()
-            optimizer.step()
-            loss = batch_loss.item()
+    losses: list[float] = []
+    if len(examples) and cfg.srgnn_epochs:
+        config = SRGNNTrainConfig(epochs=cfg.srgnn_epochs, batch_size=cfg.session_batch, lr=cfg.srgnn_lr)
+        losses = fit_srgnn(model, examples, config, rng=rng, device=torch.device("cpu"), show_progress=False,
+                           watch=Stopwatch())
     model.eval()
-    return model, loss
+    return model, losses[-1] if losses else float("nan")
 
 
 def train_social(user_h: Tensor, item_table: Tensor, friends: FriendIndex, sessions: list[list[int]],
@@ -190,12 +183,10 @@ def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrai
             raise NotEnoughDataError(f"the store holds {edge_index.size(1)} user-item edges; need at least 2 to train")
         user_ids, item_ids = store.node_ids("user"), store.node_ids("item")
         n_users, n_items = len(user_ids), len(item_ids)
-        lightgcn, graph, info = train_lightgcn(edge_index, weight, n_users, n_items, cfg, generator)
+        lightgcn, adj, info = train_lightgcn(edge_index, weight, n_users, n_items, cfg, generator)
         with torch.no_grad():
             ego = lightgcn.embedding.weight.detach().clone()
-            final = lightgcn.propagate(ego, torch.sparse_csr_tensor(
-                graph.indptr, graph.indices, normalised_weights(graph), (graph.num_nodes,) * 2,
-                check_invariants=False))
+            final = lightgcn.propagate(ego, adj)
         user_h, item_h = final[:n_users], final[n_users:]
         table = torch.cat([torch.zeros(1, cfg.dim), item_h])
         user_row = {u: i for i, u in enumerate(user_ids)}
