@@ -8,7 +8,6 @@ store whose writer is stopped.
 """
 from __future__ import annotations
 
-from collections import deque
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,8 @@ from graph_store.batch import BatchPlan, BatchView
 from graph_store.errors import GraphStoreError
 from graph_store.options import RocksDBOptions
 from graph_store.planned import PlannedGraphStore
+from graph_store.rocksdb_commit import EDGE_HEAD as _EDGE_HEAD
+from graph_store.rocksdb_commit import build_write_batch
 from graph_store.rocksdb_meta import guard, load_meta, open_rdict
 from graph_store.schema import (
     EDGE_TYPES,
@@ -34,11 +35,6 @@ from graph_store.schema import (
 __all__ = ["RocksDBGraphStore"]
 
 _EDGE, _WEIGHT, _U32, _I64 = codec.EDGE_KEY, codec.WEIGHT, codec.U32, codec.I64
-_LOW32 = 0xFFFFFFFF
-# Key head of each edge type; "<forward>_rev" names the reverse of every forward type.
-_EDGE_HEAD = {t: b"E" + bytes([c]) for t, c in codec.EDGE_CODE.items()}
-_EDGE_HEAD["ui_rev"] = _EDGE_HEAD["iu"]
-_TYPES_BY_CODE = sorted(NODE_TYPES, key=codec.NODE_CODE.__getitem__)  # item, session, user
 
 
 class RocksDBGraphStore(PlannedGraphStore):
@@ -249,64 +245,8 @@ class RocksDBGraphStore(PlannedGraphStore):
         for t, added in plan.new_nodes.items():
             if added and added[-1][1] > codec.MAX_INDEX:  # index order: the last is the largest
                 raise GraphStoreError(f"more than 2**32 {t} nodes: the u32 node index is exhausted")
-        batch = rocksdict.WriteBatch(raw_mode=True)
-        put = batch.put
-        pack_w = _WEIGHT.pack
-        # Keys go in ascending order (prefixes D < E < I < M < N < O < P < S; node types
-        # i < s < u): consecutive memtable inserts then land next to each other in the skiplist.
-        # Sorting ints and ids per group is much cheaper than sorting the (key, value) rows.
         new_marks = {t: ids - self._dirty_marks[t] for t, ids in plan.dirty.items()}
-        for t in _TYPES_BY_CODE:
-            head = b"D" + codec.NODE_CODE[t]
-            for node_id in sorted(new_marks[t]):
-                put(head + node_id.encode(), b"")
-        for edge_type, values in (("ui", plan.ui), ("ii", plan.ii), ("uu", plan.uu_put)):
-            head, rev_head = _EDGE_HEAD[edge_type], _EDGE_HEAD[edge_type + "_rev"]
-            if len(values) >= codec.BULK_MIN_ROWS:
-                for keys, packed in codec.encode_weight_rows((head, rev_head), values):
-                    deque(map(put, keys, packed), 0)  # the loop runs in C
-            else:  # a small commit (one event): numpy's fixed costs would dominate
-                for k, (w, t) in sorted(values.items()):
-                    put(head + k.to_bytes(8, "big"), pack_w(w, t))
-                for k, (w, t) in sorted(((k & _LOW32) << 32 | k >> 32, v) for k, v in values.items()):
-                    put(rev_head + k.to_bytes(8, "big"), pack_w(w, t))
-            if edge_type == "uu":
-                for k in plan.uu_del:
-                    batch.delete(head + k.to_bytes(8, "big"))
-                    batch.delete(rev_head + ((k & _LOW32) << 32 | k >> 32).to_bytes(8, "big"))
-        for t in _TYPES_BY_CODE:
-            for node_id, idx in plan.new_nodes[t]:
-                put(codec.index_key(t, idx), node_id.encode())
-        counters = dict(self._counters)
-        for t, added in plan.new_nodes.items():
-            counters[t + "s"] += len(added)
-        for edge_type, change in plan.new_edges.items():
-            counters[edge_type] += change
-        counters["interactions"] += plan.stats.interactions
-        counters["follows"] += plan.follows
-        counters["unfollows"] += plan.unfollows
-        put(codec.META_COUNTERS, codec.encode_counters(counters))
-        wm = self._wm
-        if plan.watermark is not None and (wm is None or plan.watermark > wm):
-            wm = plan.watermark
-            put(codec.META_WATERMARK, _I64.pack(wm))
-        for t in _TYPES_BY_CODE:
-            head = b"N" + codec.NODE_CODE[t]
-            for node_id, idx in sorted(plan.new_nodes[t]):
-                put(head + node_id.encode(), _U32.pack(idx))
-        for key, offset in sorted((codec.offset_key(t, p), o) for (t, p), o in offsets.items()):
-            put(key, _I64.pack(offset))
-        pop = plan.pop
-        if len(pop) >= codec.BULK_MIN_ROWS:
-            ((keys, packed),) = codec.encode_weight_rows((codec.POP_PREFIX,), pop, width=4)
-            deque(map(put, keys, packed), 0)
-        else:
-            for i, (w, t) in sorted(pop.items()):
-                put(codec.popularity_key(i), pack_w(w, t))
-        sessions = plan.sessions
-        encode_session = codec.encode_session
-        for s in sorted(sessions):
-            put(b"S" + s.encode(), encode_session(sessions[s]))
+        batch, counters, wm = build_write_batch(plan, offsets, new_marks, self._counters, self._wm)
         with self._guard():
             self._db.write(batch, self._write_opt)
         # Only after the commit succeeded: in-memory mirrors of committed state (the new ids
@@ -314,8 +254,8 @@ class RocksDBGraphStore(PlannedGraphStore):
         self._counters, self._wm = counters, wm
         for t, ids in new_marks.items():
             self._dirty_marks[t] |= ids
-        self._session_cache.update(sessions)
-        self._pop_cache.update(pop)
+        self._session_cache.update(plan.sessions)
+        self._pop_cache.update(plan.pop)
         edges = self._edge_cache
         edges["ui"].update(plan.ui)
         edges["ii"].update(plan.ii)
