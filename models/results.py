@@ -120,7 +120,9 @@ def _table(dataset: str, reports: list[dict[str, Any]], published: list[Publishe
     for p in published:
         metrics = [_fmt(p.metrics.get(c)) for c in columns]
         lines.append("| " + " | ".join([p.name, "published", *metrics, "–", "–", "–", _cell(p.source)]) + " |")
-    return lines
+    notes = [f"Run note ({r['model']}, {r['epochs']} epochs, {r['device']}): {r['extra']['run_note']}"
+             for r in reports if r.get("extra", {}).get("run_note")]
+    return lines + ([""] + notes if notes else [])
 
 
 def _tasks(report: dict[str, Any]) -> dict[str, dict[str, float]]:
@@ -148,9 +150,8 @@ def _task_table(dataset: str, reports: list[dict[str, Any]]) -> list[str]:
                                              f"`{_cell(str(r['command']))}`"]) + " |")
     if not rows:
         return []
-    notes = [f"Run note ({r['model']}): {r['extra']['run_note']}" for r in reports
-             if _tasks(r) and r.get("extra", {}).get("run_note")]
-    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *rows, "", *notes]
+    # run notes are printed under the dataset's main table
+    return ["| " + " | ".join(head) + " |", "|" + "---|" * len(head), *rows]
 
 
 def task_verdict(dataset: str, reports: list[dict[str, Any]]) -> str:

@@ -1,7 +1,10 @@
 """`gnnrec train`, `gnnrec eval` and `gnnrec results`: the offline model harness on the CLI."""
 from __future__ import annotations
 
+import argparse
+import inspect
 import json
+import logging
 import os
 import shlex
 import sys
@@ -69,24 +72,53 @@ def _env_int(name: str) -> int | None:
     return int(value) if value else None
 
 
+def _env_float(name: str) -> float | None:
+    value = os.environ.get(name)
+    return float(value) if value else None
+
+
+def _budget(args, module) -> dict:
+    """``budget_seconds=`` for the model modules that take one; an error for the others."""
+    if args.max_train_seconds is None:
+        return {}
+    if "budget_seconds" not in inspect.signature(module.train).parameters:
+        raise SystemExit(f"--max-train-seconds: model {args.model!r} has no training budget; "
+                         "use --epochs to shorten its run")
+    return {"budget_seconds": args.max_train_seconds}
+
+
 def _common(p) -> None:
     p.add_argument("--device", default=os.environ.get("GNNREC_DEVICE", "cpu"), choices=("cpu", "cuda"),
                    help="env GNNREC_DEVICE")
     p.add_argument("--epochs", type=int, default=None, help="default: the model's full schedule")
     p.add_argument("--seed", type=int, default=int(os.environ.get("GNNREC_SEED", 2020)))
     p.add_argument("--no-progress", action="store_true")
+    p.add_argument("--max-train-seconds", type=float, default=_env_float("GNNREC_MAX_TRAIN_SECONDS"),
+                   help="stop training after the epoch that reaches this budget; the report says how many "
+                        "epochs ran (lightgcn, ngcf, srgnn; env GNNREC_MAX_TRAIN_SECONDS)")
 
 
 def _command_line() -> str:
     return "gnnrec " + " ".join(shlex.quote(a) for a in sys.argv[1:])
 
 
+def _log_progress() -> None:
+    """Show the per-epoch lines of ``models.train`` on stderr (a long run's learning curve)."""
+    log = logging.getLogger("models.train")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        log.addHandler(handler)
+        log.setLevel(logging.INFO)
+
+
 def run_train(args) -> int:
+    _log_progress()
     from models.registry import check_dataset, model_module
     module = model_module(args.model)
     check_dataset(module, args.model, args.dataset)
     path, report = module.train(args.dataset, epochs=args.epochs, device=args.device, out=args.out,
-                                seed=args.seed, progress=not args.no_progress)
+                                seed=args.seed, progress=not args.no_progress, **_budget(args, module))
     print(json.dumps({"checkpoint": str(path), **report.to_dict()}))
     return 0
 
@@ -100,6 +132,7 @@ def run_eval(args) -> int:
     if args.dataset not in DATASETS:
         args.eval_parser.error(f"--dataset {args.dataset!r}: choose one of {', '.join(DATASETS)} "
                                "(the stream datasets need --stream)")
+    _log_progress()
     if args.baseline:
         module = baseline_module(args.baseline)
         check_dataset(module, args.baseline, args.dataset)
@@ -108,7 +141,8 @@ def run_eval(args) -> int:
         module = model_module(args.model)
         check_dataset(module, args.model, args.dataset)
         report = module.evaluate(args.dataset, checkpoint=args.checkpoint, device=args.device,
-                                 epochs=args.epochs, seed=args.seed, progress=not args.no_progress)
+                                 epochs=args.epochs, seed=args.seed, progress=not args.no_progress,
+                                 **_budget(args, module))
     if args.record is not None:
         report.save(args.record, _command_line())
     print(report.to_json() if args.json else json.dumps(report.to_dict(), indent=2))
@@ -144,3 +178,16 @@ def run_results(args) -> int:
     write_results(args.reports, args.out)
     print(f"wrote {args.out}")
     return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    """``python -m workers.cli_models train|eval|results ...``: the same commands as ``gnnrec``,
+    importing only ``models`` (for machines that have torch but not the streaming stack)."""
+    parser = argparse.ArgumentParser(prog="gnnrec")
+    add_parsers(parser.add_subparsers(dest="command", required=True))
+    args = parser.parse_args(argv)
+    return args.handler(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

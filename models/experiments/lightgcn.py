@@ -11,8 +11,11 @@ checkpoint file when it ends in ``.pt``, else a folder that receives ``<model>-<
 """
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any, Protocol
@@ -25,10 +28,11 @@ from models.data.gowalla import CFSplit, evaluate_full_ranking, load_gowalla
 from models.lightgcn import LightGCN
 from models.report import EvalReport
 from models.sampling import sample_bpr_triples
-from models.training import (RunningMean, count_parameters, limit_threads, num_batches, progress as progress_bar,
+from models.training import (count_parameters, limit_threads, num_batches, progress as progress_bar,
                              seed_everything)
 
 DATASETS = ("gowalla",)
+LOG = logging.getLogger("models.train")
 MODEL = "lightgcn"
 PROTOCOL = ("LightGCN/NGCF Gowalla split (29,858 users, 40,981 items, 810,128 train / 217,242 test); "
             "full ranking over all items with training items excluded; Recall/NDCG/HR@20 averaged over users")
@@ -104,29 +108,44 @@ def fit_bpr(model: BPRModel, split: CFSplit, cfg: BPRConfig, *, seed: int, devic
     train_s = 0.0
     model.train()  # type: ignore[attr-defined]
     items = split.train_edge_index[1]
+
+    def sample() -> tuple[Tensor, ...]:
+        triples = sample_bpr_triples(split.train_indptr, items, split.n_items, split.n_train, generator)
+        return tuple(t.to(device) for t in triples)
+
+    # On an accelerator the next epoch's triples are drawn on a CPU thread while this epoch trains
+    # (torch releases the GIL); the generator is still used strictly in epoch order.
+    pool = ThreadPoolExecutor(max_workers=1) if torch.device(device).type != "cpu" else None
+    pending = pool.submit(sample) if pool is not None else None
     for epoch in range(1, cfg.epochs + 1):
         start = time.perf_counter()
-        users, pos, neg = sample_bpr_triples(split.train_indptr, items, split.n_items, split.n_train, generator)
-        loss_mean = RunningMean()
+        users, pos, neg = pending.result() if pending is not None else sample()
+        if pool is not None and epoch < cfg.epochs:
+            pending = pool.submit(sample)
+        # summed on the device: a .item() per batch would stall the GPU queue
+        loss_sum = torch.zeros((), device=device)
         steps = range(0, split.n_train, cfg.batch_size)
         for s in progress_bar(steps, enabled=show_progress, total=num_batches(split.n_train, cfg.batch_size),
                               desc=f"epoch {epoch}/{cfg.epochs}"):
-            u, p, n = (t[s:s + cfg.batch_size].to(device) for t in (users, pos, neg))
+            u, p, n = (t[s:s + cfg.batch_size] for t in (users, pos, neg))
             loss = model.recommendation_loss(adj, u, p, n, cfg.reg_weight)
             optimizer.zero_grad()
             loss.backward()
             optimizer.step()
-            loss_mean.update(loss.item(), u.numel())
+            loss_sum += loss.detach() * u.numel()
+        loss_mean = float(loss_sum) / split.n_train
         train_s += time.perf_counter() - start
         out_of_time = cfg.max_train_seconds is not None and train_s >= cfg.max_train_seconds
         if eval_at is not None and (epoch in eval_at or out_of_time):
-            record = {"epoch": epoch, "loss": loss_mean.value, "train_seconds": train_s,
+            record = {"epoch": epoch, "loss": loss_mean, "train_seconds": train_s,
                       **evaluate_bpr_model(model, adj, split, batch_size=cfg.eval_batch_size)}
             history.append(record)
             if on_eval is not None:
                 on_eval(epoch, record)
         if out_of_time:
             break
+    if pool is not None:
+        pool.shutdown(cancel_futures=True)
     return history, train_s
 
 
@@ -156,6 +175,8 @@ def run_bpr(name: str, dataset: str, build: Callable[[CFSplit], torch.nn.Module]
     model = build(split).to(device)
 
     def save(epoch: int, record: dict[str, float]) -> None:
+        # one line per evaluation point, so a long (e.g. remote GPU) run shows its learning curve
+        LOG.info(json.dumps({"model": name, "dataset": dataset, **record}))
         if path is not None:
             save_checkpoint(path, model=name, dataset=dataset, hparams=model.hparams(),  # type: ignore[operator]
                             state_dict={k: v.cpu() for k, v in model.state_dict().items()},
@@ -196,16 +217,16 @@ def build_model(split: CFSplit) -> LightGCN:
 
 
 def train(dataset: str, *, epochs: int | None, device: str, out: Path, seed: int,
-          progress: bool) -> tuple[Path, EvalReport]:
+          progress: bool, budget_seconds: float | None = None) -> tuple[Path, EvalReport]:
     path = checkpoint_path(out, dataset)
-    return path, run_bpr(MODEL, dataset, build_model, config(epochs), device=device, seed=seed,
+    return path, run_bpr(MODEL, dataset, build_model, config(epochs, budget_seconds), device=device, seed=seed,
                          progress=progress, path=path)
 
 
 def evaluate(dataset: str, *, checkpoint: Path | None, device: str, epochs: int | None, seed: int,
-             progress: bool) -> EvalReport:
+             progress: bool, budget_seconds: float | None = None) -> EvalReport:
     """Evaluate a checkpoint (or, without one, train ``epochs`` epochs in memory first)."""
     if checkpoint is None:
-        return run_bpr(MODEL, dataset, build_model, config(epochs), device=device, seed=seed,
+        return run_bpr(MODEL, dataset, build_model, config(epochs, budget_seconds), device=device, seed=seed,
                        progress=progress, path=None)
     return evaluate_checkpoint(MODEL, dataset, LightGCN, checkpoint, device=device, seed=seed)

@@ -29,16 +29,16 @@ def build_model(split: CFSplit) -> NGCF:
 
 
 def train(dataset: str, *, epochs: int | None, device: str, out: Path, seed: int,
-          progress: bool) -> tuple[Path, EvalReport]:
+          progress: bool, budget_seconds: float | None = None) -> tuple[Path, EvalReport]:
     path = checkpoint_path(out, dataset, MODEL)
-    return path, run_bpr(MODEL, dataset, build_model, config(epochs), device=device, seed=seed,
+    return path, run_bpr(MODEL, dataset, build_model, config(epochs, budget_seconds), device=device, seed=seed,
                          progress=progress, path=path)
 
 
 def evaluate(dataset: str, *, checkpoint: Path | None, device: str, epochs: int | None, seed: int,
-             progress: bool) -> EvalReport:
+             progress: bool, budget_seconds: float | None = None) -> EvalReport:
     """Evaluate a checkpoint (or, without one, train ``epochs`` epochs in memory first)."""
     if checkpoint is None:
-        return run_bpr(MODEL, dataset, build_model, config(epochs), device=device, seed=seed,
+        return run_bpr(MODEL, dataset, build_model, config(epochs, budget_seconds), device=device, seed=seed,
                        progress=progress, path=None)
     return evaluate_checkpoint(MODEL, dataset, NGCF, checkpoint, device=device, seed=seed)

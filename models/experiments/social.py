@@ -12,6 +12,8 @@ The graph (clicks, transitions, follows) is built from ``train.txt`` and ``edges
 """
 from __future__ import annotations
 
+import json
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
@@ -32,6 +34,7 @@ from models.training import (RunningMean, Stopwatch, count_parameters, limit_thr
                              num_batches, progress as progress_bar, seed_everything)
 
 DATASETS = ("delicious",)
+LOG = logging.getLogger("models.train")
 MODEL = "social"
 PROTOCOL = ("SEFrame (Chen & Wong, WSDM 2021) Delicious: train on every prefix->next item of train.txt; "
             "early stopping on valid.txt prefixes (NDCG@20); test = every prefix->next item of test.txt "
@@ -98,6 +101,9 @@ class Examples:
         batch = SessionBatch.from_ragged(self.users[idx], self.flat, self.starts[idx], self.lengths[idx])
         return batch, self.targets[idx]
 
+    def to(self, device: torch.device | str) -> Examples:
+        return Examples(*(t.to(device) for t in (self.users, self.flat, self.starts, self.lengths, self.targets)))
+
     def subset(self, index: slice | Tensor) -> Examples:
         """The examples at ``index`` (the flat item tensor is shared, not copied)."""
         return replace(self, users=self.users[index], starts=self.starts[index], lengths=self.lengths[index],
@@ -118,6 +124,10 @@ class Graph:
         edges = build_edge_index_dict(split.n_users, split.train_sessions, split.train_users, split.social_edges)
         return cls(edges, FriendIndex.from_edge_index(edges[FOLLOWED_BY], split.n_users))
 
+    def to(self, device: torch.device | str) -> Graph:
+        return Graph({k: v.to(device) for k, v in self.edges.items()},
+                     FriendIndex(ptr=self.friends.ptr.to(device), followees=self.friends.followees.to(device)))
+
 
 @dataclass
 class FitResult:
@@ -136,7 +146,7 @@ def evaluate_examples(model: SocialSessionRec, graph: Graph, examples: Examples,
     user_h, item_h = model.get_embedding(graph.edges)
     sums = {f"{m}@{k}": 0.0 for k in ks for m in ("hr", "ndcg", "mrr")}
     for idx in minibatch_indices(len(examples), batch_size):
-        batch, targets = examples.batch(torch.from_numpy(idx))
+        batch, targets = examples.batch(torch.from_numpy(idx).to(examples.targets.device))
         scores = model.score(user_h, item_h, batch, graph.friends)
         for k in ks:
             sums[f"hr@{k}"] += hit_rate_at_k(scores, targets, k).sum().item()
@@ -153,7 +163,7 @@ def train_epoch(model: SocialSessionRec, graph: Graph, train: Examples, optimize
     batches = progress_bar(minibatch_indices(len(train), batch_size, rng=rng), enabled=show_progress,
                            total=num_batches(len(train), batch_size), desc=desc)
     for idx in batches:
-        batch, targets = train.batch(torch.from_numpy(idx))
+        batch, targets = train.batch(torch.from_numpy(idx).to(train.targets.device))
         loss = model.recommendation_loss(model(graph.edges, batch, graph.friends), targets)
         optimizer.zero_grad()
         loss.backward()
@@ -199,31 +209,34 @@ def _checkpoint_path(out: Path, dataset: str) -> Path:
 def _check(dataset: str, device: str) -> None:
     if dataset not in DATASETS:
         raise ValueError(f"social runs on {DATASETS}, not {dataset!r}")
-    if device != "cpu":
-        raise ValueError(f"device {device!r}: the social experiment is CPU-only in this build; pass --device cpu")
+    if device not in ("cpu", "cuda"):
+        raise ValueError(f"device {device!r}: pass --device cpu or --device cuda")
+    if device == "cuda" and not torch.cuda.is_available():
+        raise ValueError("--device cuda: torch sees no CUDA device here; pass --device cpu")
 
 
 def _report(dataset: str, metrics: dict[str, float], info: dict[str, Any], params: int,
-            model: str = MODEL) -> EvalReport:
+            model: str = MODEL, device: str = "cpu") -> EvalReport:
     extra = {k: v for k, v in info.items() if k not in ("train_seconds", "epochs")}
     return EvalReport(model=model, dataset=dataset, metrics=metrics, train_seconds=info["train_seconds"],
-                      epochs=info["epochs"], params=params, device="cpu", extra=extra | {"protocol": PROTOCOL})
+                      epochs=info["epochs"], params=params, device=device, extra=extra | {"protocol": PROTOCOL})
 
 
 def run(dataset: str, cfg: TrainConfig, *, seed: int, show_progress: bool,
-        root: Path | None = None) -> tuple[SocialSessionRec, dict[str, float], dict[str, Any]]:
+        root: Path | None = None, device: str = "cpu") -> tuple[SocialSessionRec, dict[str, float], dict[str, Any]]:
     """Load, train with early stopping, restore the best weights, score the test examples."""
     limit_threads(cfg.threads)
     split, valid_split = load_delicious(root), load_delicious_valid(root)
-    graph = Graph.from_split(split)
-    train_ex = Examples.from_sessions(split.train_sessions, split.train_users or [])
-    valid_ex = Examples.from_prefixes(valid_split.test_prefixes, valid_split.test_targets, valid_split.test_users or [])
-    test_ex = Examples.from_prefixes(split.test_prefixes, split.test_targets, split.test_users or [])
+    graph = Graph.from_split(split).to(device)
+    train_ex = Examples.from_sessions(split.train_sessions, split.train_users or []).to(device)
+    valid_ex = Examples.from_prefixes(valid_split.test_prefixes, valid_split.test_targets,
+                                      valid_split.test_users or []).to(device)
+    test_ex = Examples.from_prefixes(split.test_prefixes, split.test_targets, split.test_users or []).to(device)
     seed_everything(seed)
-    model = cfg.build_model(split.n_users, split.n_items)
+    model = cfg.build_model(split.n_users, split.n_items).to(device)
     start = time.perf_counter()
-    log = (lambda h: print({k: round(v, 4) for k, v in h.items()}, flush=True)) if show_progress else None
-    result = fit(model, graph, train_ex, valid_ex, cfg, seed=seed, show_progress=show_progress, on_epoch=log)
+    result = fit(model, graph, train_ex, valid_ex, cfg, seed=seed, show_progress=show_progress,
+                 on_epoch=lambda h: LOG.info(json.dumps({"model": MODEL, **h})))
     train_seconds = time.perf_counter() - start
     model.load_state_dict(result.best_state)
     metrics = evaluate_examples(model, graph, test_ex, batch_size=cfg.eval_batch_size)
@@ -239,11 +252,12 @@ def train(dataset: str, *, epochs: int | None, device: str, out: Path, seed: int
     """Train, save a versioned checkpoint, return its path and the test report."""
     _check(dataset, device)
     cfg = TrainConfig() if epochs is None else TrainConfig(max_epochs=epochs)
-    model, metrics, info = run(dataset, cfg, seed=seed, show_progress=progress)
+    model, metrics, info = run(dataset, cfg, seed=seed, show_progress=progress, device=device)
     path = _checkpoint_path(out, dataset)
     version = save_checkpoint(path, model=MODEL, dataset=dataset, hparams=model.hparams(),
-                              state_dict=model.state_dict(), extra=info | {"metrics": metrics})
-    report = _report(dataset, metrics, info | {"model_version": version}, count_parameters(model))
+                              state_dict={k: v.cpu() for k, v in model.state_dict().items()},
+                              extra=info | {"metrics": metrics, "device": device})
+    report = _report(dataset, metrics, info | {"model_version": version}, count_parameters(model), device=device)
     return path, report
 
 
@@ -253,8 +267,8 @@ def evaluate(dataset: str, *, checkpoint: Path | None, device: str, epochs: int 
     _check(dataset, device)
     if checkpoint is None:
         cfg = TrainConfig() if epochs is None else TrainConfig(max_epochs=epochs)
-        model, metrics, info = run(dataset, cfg, seed=seed, show_progress=progress)
-        return _report(dataset, metrics, info, count_parameters(model))
+        model, metrics, info = run(dataset, cfg, seed=seed, show_progress=progress, device=device)
+        return _report(dataset, metrics, info, count_parameters(model), device=device)
     payload = load_checkpoint(checkpoint, expect_model=MODEL)
     if payload["dataset"] != dataset:
         raise ValueError(f"{checkpoint} was trained on {payload['dataset']!r}, not {dataset!r}")
@@ -262,20 +276,22 @@ def evaluate(dataset: str, *, checkpoint: Path | None, device: str, epochs: int 
     limit_threads(info.get("hyperparameters", {}).get("threads", 1))
     model = SocialSessionRec(**payload["hparams"])
     model.load_state_dict(payload["state_dict"])
+    model.to(device)
     split = load_delicious()
-    test_ex = Examples.from_prefixes(split.test_prefixes, split.test_targets, split.test_users or [])
-    metrics = evaluate_examples(model, Graph.from_split(split), test_ex)
+    test_ex = Examples.from_prefixes(split.test_prefixes, split.test_targets, split.test_users or []).to(device)
+    metrics = evaluate_examples(model, Graph.from_split(split).to(device), test_ex)
     info.pop("metrics", None)
     return _report(dataset, metrics, info | {"model_version": payload["model_version"],
-                                             "checkpoint": str(checkpoint)}, count_parameters(model))
+                                             "checkpoint": str(checkpoint)}, count_parameters(model), device=device)
 
 
-def evaluate_without_friends(dataset: str, *, epochs: int | None, seed: int, progress: bool) -> EvalReport:
+def evaluate_without_friends(dataset: str, *, epochs: int | None, seed: int, progress: bool,
+                             device: str = "cpu") -> EvalReport:
     """The no-social ablation: same model, data and budget, without follow edges or friend attention.
 
     Reported as model ``social-nofriends`` so it sits beside ``social`` in the results table.
     """
-    _check(dataset, "cpu")
+    _check(dataset, device)
     cfg = TrainConfig(use_social=False) if epochs is None else TrainConfig(use_social=False, max_epochs=epochs)
-    model, metrics, info = run(dataset, cfg, seed=seed, show_progress=progress)
-    return _report(dataset, metrics, info, count_parameters(model), model=f"{MODEL}-nofriends")
+    model, metrics, info = run(dataset, cfg, seed=seed, show_progress=progress, device=device)
+    return _report(dataset, metrics, info, count_parameters(model), model=f"{MODEL}-nofriends", device=device)

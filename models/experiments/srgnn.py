@@ -10,6 +10,8 @@ Metrics are fractions: ``hr@20`` (SR-GNN's P@20), ``mrr@20`` and ``ndcg@20``.
 """
 from __future__ import annotations
 
+import json
+import logging
 import math
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
@@ -28,6 +30,7 @@ DATASETS = ("diginetica", "yoochoose64")
 MODEL = "srgnn"
 DEFAULT_EPOCHS = 30  # the reference code's default (its early stopping needs the test set)
 DEFAULT_CHECKPOINT_DIR = Path("checkpoints")
+LOG = logging.getLogger("models.train")
 
 
 @dataclass(frozen=True)
@@ -87,6 +90,9 @@ def fit(model: SRGNN, examples: SessionExamples, config: TrainConfig, *, rng: np
             raise FloatingPointError(f"srgnn training loss became {running.value} in epoch {epoch + 1}; "
                                      f"lower the learning rate")
         losses.append(running.value)
+        # one line per epoch, so a long (e.g. remote GPU) run shows where it is
+        LOG.info(json.dumps({"model": MODEL, "epoch": epoch + 1, "loss": running.value,
+                             "train_seconds": watch.totals["epoch"]}))
         if budget_seconds is not None and watch.totals["epoch"] + watch.mean("epoch") > budget_seconds:
             break
     return losses
@@ -158,12 +164,12 @@ def load_model(checkpoint: Path, *, dataset: str | None = None) -> tuple[SRGNN, 
 
 
 def evaluate(dataset: str, *, checkpoint: Path | None, device: str, epochs: int | None, seed: int,
-             progress: bool) -> EvalReport:
+             progress: bool, budget_seconds: float | None = None) -> EvalReport:
     """Evaluate a checkpoint on ``dataset``'s test set; with no checkpoint, train one first
     (into ``checkpoints/``) and return that run's report."""
     if checkpoint is None:
         return train(dataset, epochs=epochs, device=device, out=DEFAULT_CHECKPOINT_DIR, seed=seed,
-                     progress=progress)[1]
+                     progress=progress, budget_seconds=budget_seconds)[1]
     threads = limit_threads(None)
     model, payload = load_model(checkpoint, dataset=dataset)
     split = load_split(dataset)

@@ -89,7 +89,8 @@ def test_task_metrics_get_their_own_table_and_verdict(tmp_path: Path) -> None:
         "| **sage** | new_users | 0.1200 | 0.0900 | – | 2 | `gnnrec train --x` |",
         "| pop (same task, sage run) | new_users | 0.0400 | – | – | 2 | `gnnrec train --x` |",
     ]
-    assert "Run note (sage): new_users: held-out users" in text
+    assert "Run note (sage, 2 epochs, cpu): new_users: held-out users" in text  # once, under the main table
+    assert text.count("Run note") == 1
     assert ("**gowalla_inductive** by task: on new_items, `sage` (recall@20 0.0500) does **not** beat popularity "
             "(0.0800); on new_users, `sage` (recall@20 0.1200) beats popularity (0.0400).") in text
     assert "no model report yet" not in text  # the plain verdict does not apply to task metrics
