@@ -59,6 +59,9 @@ def _stream_options(p, systems: tuple[str, ...]) -> None:
     g.add_argument("--learn-every", type=int, default=int(os.environ.get("GNNREC_LEARN_EVERY", 1)),
                    help="micro-batch size of learn calls (env GNNREC_LEARN_EVERY; 1 = exact prequential)")
     g.add_argument("--k", type=int, default=int(os.environ.get("GNNREC_K", 20)), help="list length scored (env GNNREC_K)")
+    g.add_argument("--half-life-hours", type=float, default=_env_float("GNNREC_HALF_LIFE_HOURS"),
+                   help="edge and popularity half-life of every decaying system, in event-time hours "
+                        "(env GNNREC_HALF_LIFE_HOURS; default 168, the workers' default)")
     g.add_argument("--refresh-every-ms", type=int, default=_env_int("GNNREC_REFRESH_EVERY_MS"),
                    help="GNN systems: event-time ms between embedding refreshes (env GNNREC_REFRESH_EVERY_MS; "
                         "default: the live engine's)")
@@ -75,6 +78,12 @@ def _env_int(name: str) -> int | None:
 def _env_float(name: str) -> float | None:
     value = os.environ.get(name)
     return float(value) if value else None
+
+
+def _positive(value: float, flag: str) -> float:
+    if not value > 0:
+        raise ValueError(f"{flag} must be > 0, got {value}")
+    return value
 
 
 def _budget(args, module) -> dict:
@@ -154,6 +163,7 @@ def run_stream_eval(args) -> int:
     from workers.stream_eval.names import DATASETS as STREAM_DATASETS
     from workers.stream_eval.prequential import PrequentialSettings
     from workers.stream_eval.run import evaluate_stream
+    from workers.stream_eval.systems import BaselineSettings
     if args.dataset not in STREAM_DATASETS:
         args.eval_parser.error(f"--stream --dataset {args.dataset!r}: choose one of {', '.join(STREAM_DATASETS)}")
     if args.record is not None:
@@ -164,8 +174,10 @@ def run_stream_eval(args) -> int:
         settings = PrequentialSettings(k=args.k, warmup_fraction=args.warmup, learn_every=args.learn_every)
         overrides = {name: value for name, value in (("refresh_every_ms", args.refresh_every_ms),
                                                      ("retrain_every_ms", args.retrain_every_ms)) if value is not None}
+        baseline = BaselineSettings() if args.half_life_hours is None else BaselineSettings(
+            half_life_ms=_positive(args.half_life_hours, "--half-life-hours") * 3_600_000)
         report = evaluate_stream(args.dataset, systems=systems, limit=args.limit, settings=settings,
-                                 gnn_overrides=overrides)
+                                 baseline=baseline, gnn_overrides=overrides)
     except (ValueError, GNNUnavailableError) as exc:
         args.eval_parser.error(str(exc))
     report["command"] = _command_line()

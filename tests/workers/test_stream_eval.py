@@ -278,7 +278,7 @@ def test_cli_prints_the_stream_report(shared_data, capsys, monkeypatch) -> None:
     monkeypatch.setenv("GNNREC_SHARED_DATA", str(shared_data))
     args = argparse.Namespace(stream=True, dataset="diginetica-sample", systems="transitions,popularity",
                               limit=3000, warmup=0.5, learn_every=1, k=20, json=True, record=None,
-                              refresh_every_ms=None, retrain_every_ms=None,
+                              refresh_every_ms=None, retrain_every_ms=None, half_life_hours=None,
                               model=None, baseline=None, eval_parser=argparse.ArgumentParser())
     assert run_eval(args) == 0
     out = json.loads(capsys.readouterr().out)
@@ -297,3 +297,19 @@ def test_sim_drift_rewards_decayed_popularity() -> None:
     assert report["scored"] > 20_000
     assert s["popularity"]["hr@20"] >= 1.1 * s["popularity_no_decay"]["hr@20"]
     assert s["popularity"]["mrr@20"] >= 1.2 * s["popularity_no_decay"]["mrr@20"]
+
+
+def test_cli_half_life_reaches_the_decaying_systems(capsys) -> None:
+    from workers.cli_models import main
+
+    def run(hours: str) -> dict:
+        assert main(["eval", "--stream", "--dataset", "sim-drift", "--limit", "4000", "--systems",
+                     "popularity,popularity_no_decay", "--half-life-hours", hours, "--json"]) == 0
+        return json.loads(capsys.readouterr().out)
+
+    short, long = run("6"), run("100000")
+    assert short["half_life_ms"] == 6 * 3_600_000 and long["half_life_ms"] == 100_000 * 3_600_000
+    # the no-decay system ignores the setting; the decayed one ranks differently with it
+    assert short["systems"]["popularity_no_decay"] == {**long["systems"]["popularity_no_decay"],
+                                                       "seconds": short["systems"]["popularity_no_decay"]["seconds"]}
+    assert short["systems"]["popularity"]["mrr@20"] != long["systems"]["popularity"]["mrr@20"]

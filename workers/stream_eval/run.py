@@ -66,6 +66,6 @@ def evaluate_stream(name: str, *, systems: Sequence[str] | None = None, limit: i
             systems_out[system.name]["engine"] = stats()
     return {"dataset": name, "task": dataset.task, "session_key": dataset.session_key,
             "events": result.events, "warmup_events": result.warmup_events, "scored": result.scored,
-            "k": settings.k, "learn_every": settings.learn_every,
+            "k": settings.k, "learn_every": settings.learn_every, "half_life_ms": baseline.half_life_ms,
             **({"gnn_schedule": schedule} if any(n in GNN_SYSTEMS for n in names) else {}),
             "systems": systems_out}
