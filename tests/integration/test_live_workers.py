@@ -1,4 +1,4 @@
-"""The train and refresh workers on the embedded Tansu broker: their loops in process, then the CLI.
+"""The train and refresh workers on each real broker (Tansu, Apache Kafka): loops in process, then the CLI.
 
 Simulator events go to real topics; the train loop consumes them into its replica and
 publishes a bundle; the refresh loop consumes the same topics into its own replica and writes
@@ -22,11 +22,10 @@ import torch
 
 from graph_store import MemoryGraphStore, StoreSettings
 from graph_store.embeddings import RocksDBEmbeddingStore
-from stream.brokers import BrokerHandle, BrokerUnavailable
+from stream.brokers import BrokerHandle
 from stream.producer import EventProducer
 from stream.simulator import BadRecord, Simulator, SimulatorSettings
 from stream.topics import TopicSettings, ensure_topics
-from tests.integration.conftest import BrokerPool, unavailable
 from tests.integration.pipeline_support import wait_for, worker_env
 from tests.workers.test_refresh_worker import FailingWrites, assert_matches_full, fresh_oracle
 from workers.launch import WorkerProcess, metric_sum
@@ -42,14 +41,6 @@ torch.set_num_threads(1)
 
 PARTITIONS = 2
 SMALL = {"dim": 8, "num_layers": 2, "lightgcn_epochs": 3, "srgnn_epochs": 1, "social_epochs": 1}
-
-
-@pytest.fixture
-def tansu(broker_pool: BrokerPool) -> BrokerHandle:
-    try:
-        return broker_pool.get("tansu")
-    except BrokerUnavailable as exc:
-        unavailable(f"tansu broker unavailable: {exc}")
 
 
 class Wall:
@@ -83,8 +74,8 @@ async def _run_until(loop, done, what: str, timeout_s: float = 30.0) -> None:
         await loop.run_once()
 
 
-def test_train_then_refresh_swap_and_failed_write(tansu: BrokerHandle, unique_topics, tmp_path: Path) -> None:
-    asyncio.run(_scenario(tansu.bootstrap, unique_topics, tmp_path))
+def test_train_then_refresh_swap_and_failed_write(kafka_broker: BrokerHandle, unique_topics, tmp_path: Path) -> None:
+    asyncio.run(_scenario(kafka_broker.bootstrap, unique_topics, tmp_path))
 
 
 async def _scenario(bootstrap: str, unique_topics, tmp_path: Path) -> None:
@@ -205,23 +196,23 @@ def _whole_version(reader: RocksDBEmbeddingStore, oracle: MemoryGraphStore) -> s
     return version
 
 
-def test_cli_workers_publish_swap_and_survive_sigkill(tansu: BrokerHandle, unique_topics, tmp_path: Path) -> None:
+def test_cli_workers_publish_swap_and_survive_sigkill(kafka_broker: BrokerHandle, unique_topics, tmp_path: Path) -> None:
     """`gnnrec worker train` and `gnnrec worker refresh` as processes; the refresh one is SIGKILLed."""
     topics = TopicSettings(interactions=unique_topics("interactions"), follows=unique_topics("follows"),
                            next_item=unique_topics("next-item"), social=unique_topics("social"),
                            dead_letters=unique_topics("dead-letters"), partitions=PARTITIONS)
-    asyncio.run(ensure_topics(tansu.bootstrap, topics))
+    asyncio.run(ensure_topics(kafka_broker.bootstrap, topics))
     start_ms = int(time.time() * 1000) - 86_400_000
     events = _events(1500, 3, start_ms)
-    asyncio.run(_produce(tansu.bootstrap, topics, events))
+    asyncio.run(_produce(kafka_broker.bootstrap, topics, events))
     oracle = MemoryGraphStore(StoreSettings())
     oracle.apply_many(events)
     models, emb_dir = tmp_path / "models", tmp_path / "emb"
     shared = {"GNNREC_MODEL_DIR": str(models), "GNNREC_STORE": "memory", "GNNREC_PARTITIONS": str(PARTITIONS)}
-    train_env = {**worker_env(tansu.bootstrap, unique_topics, unique_topics("train"), tmp_path / "train"), **shared,
+    train_env = {**worker_env(kafka_broker.bootstrap, unique_topics, unique_topics("train"), tmp_path / "train"), **shared,
                  **{f"GNNREC_{k.upper()}": str(v) for k, v in SMALL.items()},
                  "GNNREC_MIN_EVENTS": str(len(events)), "GNNREC_TRAIN_INTERVAL_S": "3600"}
-    refresh_env = {**worker_env(tansu.bootstrap, unique_topics, unique_topics("refresh"), tmp_path / "refresh"),
+    refresh_env = {**worker_env(kafka_broker.bootstrap, unique_topics, unique_topics("refresh"), tmp_path / "refresh"),
                    **shared, "GNNREC_EMBEDDINGS_DIR": str(emb_dir), "GNNREC_REFRESH_INTERVAL_S": "0.3"}
     # Both at once: the refresh worker consumes and waits until the trainer publishes.
     train = WorkerProcess("train", [], env=train_env, log_path=tmp_path / "logs" / "train.log").start()
@@ -251,7 +242,7 @@ def test_cli_workers_publish_swap_and_survive_sigkill(tansu: BrokerHandle, uniqu
         assert metric_sum(refresh.scrape(), "gnnrec_refresh_runs_total", kind="swap") == 1
 
         more = _events(300, 9, start_ms + 2_000_000)  # then a local refresh at the new watermark
-        asyncio.run(_produce(tansu.bootstrap, topics, more))
+        asyncio.run(_produce(kafka_broker.bootstrap, topics, more))
         oracle.apply_many(more)
         v3 = wait_for(lambda: _whole_version(reader, oracle), 30, "embeddings of the new events")
         assert v3.startswith(new.version + "/") and v3 != v2
