@@ -3,6 +3,7 @@ new nodes without retraining, bundle publishing, exact vs ANN ranking."""
 from __future__ import annotations
 
 import itertools
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -99,12 +100,15 @@ def test_refresh_reads_only_dirty_nodes_and_clears_marks(yoochoose_events):
     assert not any(store.dirty_nodes().values())
 
 
-def test_new_users_and_items_get_embeddings_without_retraining(yoochoose_events):
-    """Nodes the bundle never saw get an inductive ego (weighted mean of trained neighbours'),
-    are placed by propagation, and become rankable; the model version does not change."""
+@pytest.mark.parametrize("inductive_steps", [0, 200], ids=["plain-mean", "fitted-encoder"])
+def test_new_users_and_items_get_embeddings_without_retraining(yoochoose_events, inductive_steps):
+    """Nodes the bundle never saw get an inductive ego (the weighted mean of trained neighbours',
+    through the bundle's fitted encoder if it has one), are placed by propagation, and become
+    rankable; the model version does not change."""
     store = _store(yoochoose_events[:3000])
     now = yoochoose_events[2999].ts
-    bundle = train_bundle(store, now, CFG)
+    bundle = train_bundle(store, now, replace(CFG, inductive_steps=inductive_steps))
+    assert (bundle.inductive is None) == (inductive_steps == 0 or not bundle.info["inductive"]["used"])
     engine = LiveEngine(LiveSettings(train=CFG, refresh_every_ms=0), store)
     engine.install(bundle, now)
     known_item = bundle.item_ids[0]
@@ -116,8 +120,11 @@ def test_new_users_and_items_get_embeddings_without_retraining(yoochoose_events)
     ref = engine.refresher
     u = ref.live.index("user", "new-user")
     assert not bool(ref.known[u]) and float(ref.cache.final[u].abs().sum()) > 0
-    # the new user's ego is the weight-averaged trained ego of its one trained neighbour
-    assert torch.allclose(ref.x0[u], bundle.ego[bundle.ego_of("item")[known_item]], atol=1e-6)
+    # the new user's ego: the weight-averaged trained ego of its one trained neighbour, mapped
+    expected = bundle.ego[bundle.ego_of("item")[known_item]]
+    if bundle.inductive is not None:
+        expected = bundle.inductive.transform(expected[None], torch.tensor([0]))[0].detach()
+    assert torch.allclose(ref.x0[u], expected, atol=1e-6)
     assert "new-item" in engine.scorer.items.row
     recs = engine.recommend_next("new-session", "new-user", now + 2, 20)
     assert len(recs) == 20 and engine.stats.gnn_recommendations == 1
@@ -177,3 +184,13 @@ def test_batched_scoring_equals_one_by_one(yoochoose_events):
         assert [i for i, _ in many] == [i for i, _ in one] or np.allclose(
             sorted(s for _, s in many), sorted(s for _, s in one), atol=1e-5)
         assert np.allclose([s for _, s in many], [s for _, s in one], atol=1e-5)
+
+
+def test_new_node_encoder_predicts_held_out_trained_rows_better_than_the_mean(yoochoose_events):
+    """The trainer's encoder fit, on a real slice: each held-out trained row predicted from its
+    neighbours' rows. Measured (3,000 YooChoose events, dim 16): MSE 0.187 vs 0.259 for the mean."""
+    store = _store(yoochoose_events[:3000])
+    bundle = train_bundle(store, yoochoose_events[2999].ts, CFG)
+    info = bundle.info["inductive"]
+    assert bundle.inductive is not None and info["used"] == 1.0
+    assert info["holdout_mse_fit"] < 0.85 * info["holdout_mse_mean"]

@@ -22,6 +22,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from models.inductive import InductiveEgo
 from models.social import SocialSessionRec
 from models.srgnn import SRGNN
 
@@ -46,6 +47,7 @@ class ModelBundle:
     social: SocialSessionRec | None
     trained_at_ms: int
     info: dict[str, Any] = field(default_factory=dict)
+    inductive: InductiveEgo | None = None  # ego rows for nodes trained after this bundle
 
     @property
     def dim(self) -> int:
@@ -75,7 +77,9 @@ def _payload(bundle: ModelBundle) -> dict[str, Any]:
     return {"format": FORMAT, "version": bundle.version, "user_ids": list(bundle.user_ids),
             "item_ids": list(bundle.item_ids), "ego": bundle.ego.detach().clone(), "num_layers": bundle.num_layers,
             "srgnn": {"hparams": bundle.srgnn.hparams(), "state_dict": bundle.srgnn.state_dict()},
-            "social": social, "trained_at_ms": bundle.trained_at_ms, "info": dict(bundle.info)}
+            "social": social, "trained_at_ms": bundle.trained_at_ms, "info": dict(bundle.info),
+            "inductive": None if bundle.inductive is None else {"hparams": bundle.inductive.hparams(),
+                                                                 "state_dict": bundle.inductive.state_dict()}}
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -125,5 +129,10 @@ def load_bundle(model_dir: Path, version: str | None = None) -> ModelBundle:
         social = SocialSessionRec(**p["social"]["hparams"])
         social.load_state_dict(p["social"]["state_dict"])
         social.eval()
+    inductive = None
+    if p.get("inductive") is not None:  # bundles written before the encoder existed have none
+        inductive = InductiveEgo(**p["inductive"]["hparams"])
+        inductive.load_state_dict(p["inductive"]["state_dict"])
+        inductive.eval()
     return ModelBundle(p["version"], list(p["user_ids"]), list(p["item_ids"]), p["ego"], int(p["num_layers"]),
-                       srgnn, social, int(p["trained_at_ms"]), dict(p["info"]))
+                       srgnn, social, int(p["trained_at_ms"]), dict(p["info"]), inductive)

@@ -9,10 +9,11 @@ changed (:func:`models.incremental.local_update`): the result equals a full prop
 the same graph snapshot. The rows it publishes are exactly the closed ``L``-hop set plus the
 appended nodes — every other row is unchanged by construction.
 
-**Nodes the bundle has never seen** get their ego embedding from the inductive encoder:
-the importance-weighted mean (GraphSAGE's mean aggregator, decayed edge weight as importance)
-of the trained ego embeddings of their neighbours; then ordinary propagation places them.
-No retraining is involved; a node with no trained neighbour starts at zero and is still
+**Nodes the bundle has never seen** get their ego embedding from the bundle's inductive
+encoder (:class:`models.inductive.InductiveEgo`, fitted by the trainer): the importance-weighted
+mean (decayed edge weight as importance) of their neighbours' trained ego rows through a learned
+per-type map — or the plain mean for a bundle without one; then ordinary propagation places
+them. No retraining is involved; a node with no trained neighbour starts at zero and is still
 placed by propagation from its neighbours' layers.
 """
 from __future__ import annotations
@@ -27,6 +28,7 @@ from torch import Tensor
 from graph_store import GraphStore
 from models.incremental import PropagationCache, full_propagation, k_hop_affected, local_update
 from models.incremental_graph import SymGraph, take
+from models.inductive import InductiveEgo
 from workers.live.bundle import ModelBundle
 from workers.live.graph import LiveGraph
 
@@ -50,21 +52,27 @@ class RefreshResult:
         return sum(len(ids) for ids, _ in self.rows.values())
 
 
-def inductive_x0(graph: SymGraph, nodes: Tensor, x0: Tensor, known: Tensor) -> Tensor:
+def inductive_x0(graph: SymGraph, nodes: Tensor, x0: Tensor, known: Tensor,
+                 encoder: InductiveEgo | None = None, node_type: Tensor | None = None) -> Tensor:
     """Ego embeddings ``[len(nodes), d]`` for nodes without a trained one.
 
-    Weighted mean of the ego rows of their neighbours that have one (``known [N]`` bool),
-    weights = decayed edge weights; zero where no neighbour is known.
+    The importance-weighted mean of the ego rows of their neighbours that have one (``known [N]``
+    bool; weights = decayed edge weights), through ``encoder``'s per-type map when one is given
+    (``node_type [len(nodes)]``: 0 user, 1 item); zero where no neighbour is known.
     """
-    out = torch.zeros(nodes.numel(), x0.size(1))
-    for k, node in enumerate(nodes.tolist()):
-        lo, hi = int(graph.indptr[node]), int(graph.indptr[node + 1])
-        nb, w = graph.indices[lo:hi], graph.weight[lo:hi]
-        mask = take(known, nb)
-        if bool(mask.any()):
-            w = w[mask]
-            out[k] = (w[:, None] * x0[nb[mask]]).sum(0) / w.sum()
-    return out
+    counts = graph.indptr[nodes + 1] - graph.indptr[nodes]
+    owner = torch.repeat_interleave(torch.arange(nodes.numel()), counts)
+    offsets = torch.arange(owner.numel()) - torch.repeat_interleave(counts.cumsum(0) - counts, counts)
+    entry = take(graph.indptr, nodes)[owner] + offsets
+    neighbours, weight = take(graph.indices, entry), take(graph.weight, entry)
+    # a bipartite problem: sources are the neighbours' rows, targets the requested nodes
+    edge_index = torch.stack([torch.arange(owner.numel()), owner])
+    pooled, has = InductiveEgo.pool(take(x0, neighbours), edge_index, weight, take(known, neighbours),
+                                    num_targets=nodes.numel())
+    if encoder is not None and node_type is not None:
+        with torch.no_grad():
+            pooled = encoder.transform(pooled, node_type)
+    return torch.where(has.unsqueeze(1), pooled, torch.zeros_like(pooled))
 
 
 class Refresher:
@@ -104,7 +112,8 @@ class Refresher:
         self.known = torch.cat([self.known, known_new])
         unknown = torch.nonzero(~known_new).view(-1) + start
         if unknown.numel():
-            self.x0[unknown] = inductive_x0(graph, unknown, self.x0, self.known)
+            types = torch.tensor([t == "item" for t, _ in self.live.keys(unknown.tolist())], dtype=torch.long)
+            self.x0[unknown] = inductive_x0(graph, unknown, self.x0, self.known, self.bundle.inductive, types)
         return self.x0[start:]
 
     def rebuild(self, store: GraphStore, now_ms: int) -> RefreshResult:

@@ -25,6 +25,7 @@ import torch
 from torch import Tensor
 
 from graph_store import GraphStore
+from models.inductive import InductiveEgo, InductiveFitConfig, fit_inductive_ego
 from models.incremental import normalised_adjacency
 from models.incremental_graph import SymGraph
 from models.lightgcn import LightGCN
@@ -53,13 +54,14 @@ class LiveTrainConfig:
     social_lr: float = 3e-3
     session_batch: int = 256
     max_sessions: int = 20_000  # most recent sessions kept for the session models
+    inductive_steps: int = 200  # fit of the new-node encoder (models.inductive); 0 = plain mean
     seed: int = 0
     threads: int = 1
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.num_layers < 0 or self.batch_size < 1 or self.session_batch < 1:
             raise ValueError("dim, batch_size and session_batch must be >= 1 and num_layers >= 0")
-        for name in ("lightgcn_epochs", "srgnn_epochs", "social_epochs", "max_sessions"):
+        for name in ("lightgcn_epochs", "srgnn_epochs", "social_epochs", "max_sessions", "inductive_steps"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LiveTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -166,6 +168,19 @@ def friend_index(store: GraphStore, user_row: dict[str, int], now_ms: int) -> Fr
     return FriendIndex.from_edge_index(torch.stack([dst[keep], src[keep]]), len(user_row))
 
 
+def fit_new_node_encoder(ego: Tensor, edge_index: Tensor, weight: Tensor, n_users: int,
+                         cfg: LiveTrainConfig) -> tuple[InductiveEgo | None, dict[str, float]]:
+    """The encoder that gives nodes appearing after this training their ego rows: fitted to
+    predict every trained row from its neighbours' (user→item ``edge_index``, decayed
+    ``weight``). None when the fit does not beat the plain mean on held-out nodes."""
+    items = edge_index[1] + n_users
+    both = torch.stack([torch.cat([edge_index[0], items]), torch.cat([items, edge_index[0]])])
+    node_type = (torch.arange(ego.size(0)) >= n_users).long()
+    encoder, info = fit_inductive_ego(ego, both, torch.cat([weight, weight]), node_type,
+                                      InductiveFitConfig(steps=cfg.inductive_steps, seed=cfg.seed))
+    return (encoder if info["used"] else None), info
+
+
 def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrainConfig()) -> ModelBundle:
     """Train LightGCN, SR-GNN and the social model on the store as of ``now_ms``."""
     started = time.perf_counter()
@@ -188,6 +203,9 @@ def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrai
             ego = lightgcn.embedding.weight.detach().clone()
             final = lightgcn.propagate(ego, adj)
         user_h, item_h = final[:n_users], final[n_users:]
+        inductive = None
+        if cfg.inductive_steps:
+            inductive, info["inductive"] = fit_new_node_encoder(ego, edge_index, weight, n_users, cfg)
         table = torch.cat([torch.zeros(1, cfg.dim), item_h])
         user_row = {u: i for i, u in enumerate(user_ids)}
         item_row = {it: i for i, it in enumerate(item_ids)}
@@ -200,6 +218,6 @@ def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrai
         info.update(train_seconds=time.perf_counter() - started, edges=int(edge_index.size(1)),
                     sessions=len(sessions), follows=int(friends.followees.numel()))
         return ModelBundle(make_bundle_version(ego, now_ms), user_ids, item_ids, ego, cfg.num_layers, srgnn,
-                           social, now_ms, info)
+                           social, now_ms, info, inductive)
     finally:
         torch.set_num_threads(previous_threads)
