@@ -3,16 +3,26 @@
 #
 #   bench/gpu_full_runs.sh start WORKDIR BUDGET_S   # copy the repo to WORKDIR/src, start all jobs
 #   bench/gpu_full_runs.sh wait WORKDIR MAX_S TGZ   # wait (≤ MAX_S) for them, print logs, pack results
+#   bench/gpu_full_runs.sh list WORKDIR [BUDGET_S]  # the jobs and their commands
 #
 # Each job is the CLI's own `eval ... --record docs/results` (run through `python -m
 # workers.cli_models`, which imports only `models`, so a machine with torch + PyG and no
 # streaming stack runs it). BUDGET_S caps the training seconds of the time-budgeted models
 # (lightgcn, ngcf, srgnn): each report states the epochs it actually ran. The jobs run in their
 # own process sessions so they outlive the shell that started them. Data: $GNNREC_SHARED_DATA.
+# GNNREC_GPU_JOBS="name ..." runs only those jobs. Measured on one H100 with all six at once:
+# the SR-GNN jobs (many small kernels per batch) ran 150-350 s/epoch because the GPU
+# time-slices between processes; run them alone (or under CUDA MPS) for their full 30 epochs.
 set -euo pipefail
 cmd=$1 work=$2
 
 jobs() {  # name|command
+  all_jobs "$@" | while IFS='|' read -r name command; do
+    if [[ -z "${GNNREC_GPU_JOBS:-}" || " $GNNREC_GPU_JOBS " == *" $name "* ]]; then echo "$name|$command"; fi
+  done
+}
+
+all_jobs() {  # name|command
   local b=$1 e="python3 -m workers.cli_models eval --device cuda --no-progress --json --record docs/results"
   echo "srgnn-diginetica|$e --model srgnn --dataset diginetica --max-train-seconds $b"
   echo "srgnn-yoochoose64|$e --model srgnn --dataset yoochoose64 --max-train-seconds $b"
@@ -23,6 +33,7 @@ jobs() {  # name|command
 }
 
 case $cmd in
+list) jobs "${3:-1200}" ;;
 start)
   budget=$3
   mkdir -p "$work/logs"
@@ -56,5 +67,5 @@ wait)
   nvidia-smi --query-gpu=utilization.gpu,memory.used --format=csv,noheader || true
   tar -czf "$tgz" -C "$work" logs $(cd "$work" && ls src/docs/results/*.json 2>/dev/null)
   ;;
-*) echo "usage: $0 start WORKDIR BUDGET_S | wait WORKDIR MAX_S TGZ" >&2; exit 2 ;;
+*) echo "usage: $0 start WORKDIR BUDGET_S | wait WORKDIR MAX_S TGZ | list WORKDIR [BUDGET_S]" >&2; exit 2 ;;
 esac

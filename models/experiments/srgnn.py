@@ -23,7 +23,7 @@ from models.checkpoint import load_checkpoint, save_checkpoint
 from models.data.sessions import SessionSplit
 from models.report import EvalReport
 from models.srgnn import SRGNN, SessionExamples, collate_padded
-from models.training import (RunningMean, Stopwatch, TopKAccumulator, count_parameters, limit_threads,
+from models.training import (Stopwatch, TopKAccumulator, count_parameters, limit_threads,
                              minibatch_indices, num_batches, progress, seed_everything)
 
 DATASETS = ("diginetica", "yoochoose64")
@@ -74,7 +74,8 @@ def fit(model: SRGNN, examples: SessionExamples, config: TrainConfig, *, rng: np
     total = num_batches(len(examples), config.batch_size)
     for epoch in range(config.epochs):
         model.train()
-        running = RunningMean()
+        # summed on the device: a .item() per batch would make the GPU wait for the host each step
+        loss_sum, seen = torch.zeros((), device=device), 0
         with watch.time("epoch"):
             batches = minibatch_indices(len(examples), config.batch_size, rng=rng)
             for index in progress(batches, enabled=show_progress, total=total, desc=f"srgnn epoch {epoch + 1}"):
@@ -84,14 +85,16 @@ def fit(model: SRGNN, examples: SessionExamples, config: TrainConfig, *, rng: np
                 optimizer.zero_grad(set_to_none=True)
                 loss.backward()
                 optimizer.step()
-                running.update(loss.item(), len(index))
+                loss_sum += loss.detach() * len(index)
+                seen += len(index)
             scheduler.step()
-        if not math.isfinite(running.value):
-            raise FloatingPointError(f"srgnn training loss became {running.value} in epoch {epoch + 1}; "
+        epoch_loss = float(loss_sum) / max(seen, 1)
+        if not math.isfinite(epoch_loss):
+            raise FloatingPointError(f"srgnn training loss became {epoch_loss} in epoch {epoch + 1}; "
                                      f"lower the learning rate")
-        losses.append(running.value)
+        losses.append(epoch_loss)
         # one line per epoch, so a long (e.g. remote GPU) run shows where it is
-        LOG.info(json.dumps({"model": MODEL, "epoch": epoch + 1, "loss": running.value,
+        LOG.info(json.dumps({"model": MODEL, "epoch": epoch + 1, "loss": epoch_loss,
                              "train_seconds": watch.totals["epoch"]}))
         if budget_seconds is not None and watch.totals["epoch"] + watch.mean("epoch") > budget_seconds:
             break
