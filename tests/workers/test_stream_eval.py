@@ -313,3 +313,9 @@ def test_cli_half_life_reaches_the_decaying_systems(capsys) -> None:
     assert short["systems"]["popularity_no_decay"] == {**long["systems"]["popularity_no_decay"],
                                                        "seconds": short["systems"]["popularity_no_decay"]["seconds"]}
     assert short["systems"]["popularity"]["mrr@20"] != long["systems"]["popularity"]["mrr@20"]
+
+
+def test_training_budget_is_refused_for_models_without_one(capsys) -> None:
+    from workers.cli_models import main
+    with pytest.raises(SystemExit, match="model 'sage' has no training budget; use --epochs"):
+        main(["train", "--model", "sage", "--dataset", "gowalla_inductive", "--max-train-seconds", "5"])
