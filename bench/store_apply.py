@@ -21,22 +21,12 @@ import random
 import sys
 import tempfile
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from graph_store import MemoryGraphStore, RocksDBGraphStore, StoreSettings  # noqa: E402
-
-
-@dataclass(frozen=True)
-class Interaction:
-    user_id: str
-    item_id: str
-    session_id: str
-    ts: int
-    kind: str
-    weight: float | None = None
+from stream.events import Interaction  # noqa: E402
 
 
 def make_events(n: int, n_users: int, n_items: int, seed: int) -> list[Interaction]:

@@ -16,7 +16,8 @@ from typing import Any
 
 from graph_store.batch import validate_events, validate_offsets
 from graph_store.decay import decayed_at
-from graph_store.errors import InvalidEventError, ReadOnlyStoreError, StoreClosedError
+from graph_store.errors import InvalidEventError
+from graph_store.lifecycle import StoreLifecycle
 from graph_store.schema import (
     EDGE_TYPES,
     FORWARD_EDGE_TYPES,
@@ -86,7 +87,7 @@ def _top_decayed(rows: list[tuple[str, float, int]], now_ms: int, half_life_ms: 
     return [Neighbour(d, -nw) for nw, d in keyed]
 
 
-class GraphStore(ABC):
+class GraphStore(StoreLifecycle, ABC):
     """Incremental heterogeneous graph (users, items, sessions) with decayed edge weights.
 
     ``apply_many`` is one atomic commit of the graph changes, the consumed offsets
@@ -96,8 +97,8 @@ class GraphStore(ABC):
     """
 
     settings: StoreSettings
-    _closed: bool = False
-    _read_only: bool = False
+    READ_ONLY_HINT = ("store was opened read-only (open_read_only) for inspection; writes need the "
+                      "worker's own RocksDBGraphStore(path, settings)")
 
     # ---- writes -----------------------------------------------------------------------
     def apply_many(
@@ -259,33 +260,9 @@ class GraphStore(ABC):
             store.edge_weight = torch.from_numpy(weight[order].astype(np.float32))
         return data
 
-    # ---- lifecycle --------------------------------------------------------------------
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._close()
-
-    def __enter__(self) -> GraphStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
         return f"{type(self).__name__}(half_life_ms={self.settings.half_life_ms}, {state})"
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"{type(self).__name__} is closed; open a new store object")
-
-    def _check_writable(self) -> None:
-        self._check_open()
-        if self._read_only:
-            raise ReadOnlyStoreError(
-                "store was opened read-only (open_read_only) for inspection; writes need the "
-                "worker's own RocksDBGraphStore(path, settings)"
-            )
 
     # ---- primitives a backend implements ---------------------------------------------------
     @abstractmethod

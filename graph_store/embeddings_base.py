@@ -12,7 +12,8 @@ from typing import NamedTuple
 
 import numpy as np
 
-from graph_store.errors import GraphStoreError, ReadOnlyStoreError, StoreClosedError
+from graph_store.errors import GraphStoreError
+from graph_store.lifecycle import StoreLifecycle
 from graph_store.schema import check_node_type
 
 
@@ -53,11 +54,10 @@ def _check_ids(ids: Sequence[str]) -> list[str]:
     return ids
 
 
-class EmbeddingStore(ABC):
+class EmbeddingStore(StoreLifecycle, ABC):
     """Versioned node embeddings. Public methods validate; ``_primitives`` implement."""
 
-    _closed: bool = False
-    _read_only: bool = False
+    READ_ONLY_HINT = "embedding store opened for reading; only the refresh worker writes"
 
     def put_many(self, node_type: str, ids: Sequence[str], vectors: np.ndarray, version: str) -> None:
         """Write ``vectors [len(ids), dim]`` float32 for ``ids`` and make ``version`` current, atomically.
@@ -153,26 +153,6 @@ class EmbeddingStore(ABC):
         check_node_type(node_type)
         return self._dim(node_type)
 
-    def close(self) -> None:
-        if not self._closed:
-            self._closed = True
-            self._close()
-
-    def __enter__(self) -> EmbeddingStore:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-    def _check_open(self) -> None:
-        if self._closed:
-            raise StoreClosedError(f"{type(self).__name__} is closed; open a new store object")
-
-    def _check_writable(self) -> None:
-        self._check_open()
-        if self._read_only:
-            raise ReadOnlyStoreError("embedding store opened for reading; only the refresh worker writes")
-
     @abstractmethod
     def _put_many(self, node_type: str, items: Iterable[tuple[str, np.ndarray]], dim: int, version: str) -> None:
         """Consume ``items`` and commit them with ``dim`` and ``version`` all or nothing."""
@@ -193,5 +173,3 @@ class EmbeddingStore(ABC):
     @abstractmethod
     def _dim(self, node_type: str) -> int | None: ...
 
-    def _close(self) -> None:
-        pass

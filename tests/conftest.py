@@ -19,3 +19,16 @@ def shared_data() -> Path:
     if not (path / "README.md").exists():
         pytest.skip(f"shared datasets not found at {path} (set GNNREC_SHARED_DATA to ../shared/data)")
     return path
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Torch limited to one intra-op thread for the test: two threads on the shared 2-core
+    machine run the model tests ~10x slower. Modules opt in with
+    ``pytestmark = pytest.mark.usefixtures("one_torch_thread")``."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

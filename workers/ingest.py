@@ -18,7 +18,7 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaProducer
 
 from graph_store import GraphStore
-from stream.events import ValidationLimits, encode
+from stream.events import encode
 from workers import metrics as m
 from workers.ingest_core import IngestCore, PreparedBatch, store_trusts_decoder
 from workers.kafka_io import TP, BatchConsumer
@@ -38,8 +38,7 @@ class IngestLoop:
         self.clock = clock
         topics = settings.topics()
         self.topics = topics
-        self.core = IngestCore(topics, ValidationLimits(
-            max_bytes=settings.max_event_bytes, max_future_skew_ms=settings.max_future_skew_ms), worker)
+        self.core = IngestCore.for_worker(settings, worker)
         self.committed: dict[TP, int] = dict(store.committed_offsets())
         bootstrap = settings.require_bootstrap()
         self.consumer = BatchConsumer(

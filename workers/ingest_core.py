@@ -85,6 +85,12 @@ class IngestCore:
         self.limits = limits
         self.worker = worker
 
+    @classmethod
+    def for_worker(cls, settings, worker: str) -> IngestCore:
+        """The decoder of a worker's settings (topics, ``max_event_bytes``, ``max_future_skew_ms``)."""
+        return cls(settings.topics(), ValidationLimits(max_bytes=settings.max_event_bytes,
+                                                       max_future_skew_ms=settings.max_future_skew_ms), worker)
+
     def decode(self, record: Record, now_ms: int):
         """An Interaction/Follow, or an :class:`Invalid` saying why not."""
         if record.value is None:

@@ -21,7 +21,6 @@ import time
 from collections.abc import Callable
 
 from graph_store import GraphStore
-from stream.events import ValidationLimits
 from workers import metrics as m
 from workers.ingest_core import IngestCore, PreparedBatch, store_trusts_decoder
 from workers.kafka_io import TP, BatchConsumer
@@ -40,8 +39,7 @@ class ReplicaFeed:
         self.worker = worker
         self.clock = clock
         topics = settings.topics()
-        self.core = IngestCore(topics, ValidationLimits(
-            max_bytes=settings.max_event_bytes, max_future_skew_ms=settings.max_future_skew_ms), worker)
+        self.core = IngestCore.for_worker(settings, worker)
         self.committed: dict[TP, int] = dict(store.committed_offsets())  # what the store holds
         self.seen: dict[TP, int] = dict(self.committed)  # committed + fetched batches not yet applied
         self.consumer = BatchConsumer(

@@ -33,7 +33,7 @@ from typing import TYPE_CHECKING
 from aiokafka import AIOKafkaProducer
 
 from graph_store import GraphStore, Neighbour
-from stream.events import Follow, Interaction, Invalid, ValidationLimits, encode_recommendation_items
+from stream.events import Follow, Interaction, Invalid, encode_recommendation_items
 from workers import metrics as m
 from workers.ingest_core import IngestCore
 from workers.kafka_io import TP, BatchConsumer, RawRecord
@@ -94,8 +94,7 @@ class ScoreLoop:
         self.worker = worker
         self.clock = clock
         self.topics = settings.topics()
-        self.decoder = IngestCore(self.topics, ValidationLimits(
-            max_bytes=settings.max_event_bytes, max_future_skew_ms=settings.max_future_skew_ms), worker)
+        self.decoder = IngestCore.for_worker(settings, worker)
         self.committed: dict[TP, int] = dict(store.committed_offsets())
         self.scored_path = settings.data_dir / "scored-offsets.json"
         self.scored: dict[TP, int] = _load_offsets(self.scored_path)

@@ -117,35 +117,37 @@ def fit_bpr(model: BPRModel, split: CFSplit, cfg: BPRConfig, *, seed: int, devic
     # (torch releases the GIL); the generator is still used strictly in epoch order.
     pool = ThreadPoolExecutor(max_workers=1) if torch.device(device).type != "cpu" else None
     pending = pool.submit(sample) if pool is not None else None
-    for epoch in range(1, cfg.epochs + 1):
-        start = time.perf_counter()
-        users, pos, neg = pending.result() if pending is not None else sample()
-        if pool is not None and epoch < cfg.epochs:
-            pending = pool.submit(sample)
-        # summed on the device: a .item() per batch would stall the GPU queue
-        loss_sum = torch.zeros((), device=device)
-        steps = range(0, split.n_train, cfg.batch_size)
-        for s in progress_bar(steps, enabled=show_progress, total=num_batches(split.n_train, cfg.batch_size),
-                              desc=f"epoch {epoch}/{cfg.epochs}"):
-            u, p, n = (t[s:s + cfg.batch_size] for t in (users, pos, neg))
-            loss = model.recommendation_loss(adj, u, p, n, cfg.reg_weight)
-            optimizer.zero_grad()
-            loss.backward()
-            optimizer.step()
-            loss_sum += loss.detach() * u.numel()
-        loss_mean = float(loss_sum) / split.n_train
-        train_s += time.perf_counter() - start
-        out_of_time = cfg.max_train_seconds is not None and train_s >= cfg.max_train_seconds
-        if eval_at is not None and (epoch in eval_at or out_of_time):
-            record = {"epoch": epoch, "loss": loss_mean, "train_seconds": train_s,
-                      **evaluate_bpr_model(model, adj, split, batch_size=cfg.eval_batch_size)}
-            history.append(record)
-            if on_eval is not None:
-                on_eval(epoch, record)
-        if out_of_time:
-            break
-    if pool is not None:
-        pool.shutdown(cancel_futures=True)
+    try:
+        for epoch in range(1, cfg.epochs + 1):
+            start = time.perf_counter()
+            users, pos, neg = pending.result() if pending is not None else sample()
+            if pool is not None and epoch < cfg.epochs:
+                pending = pool.submit(sample)
+            # summed on the device: a .item() per batch would stall the GPU queue
+            loss_sum = torch.zeros((), device=device)
+            steps = range(0, split.n_train, cfg.batch_size)
+            for s in progress_bar(steps, enabled=show_progress, total=num_batches(split.n_train, cfg.batch_size),
+                                  desc=f"epoch {epoch}/{cfg.epochs}"):
+                u, p, n = (t[s:s + cfg.batch_size] for t in (users, pos, neg))
+                loss = model.recommendation_loss(adj, u, p, n, cfg.reg_weight)
+                optimizer.zero_grad()
+                loss.backward()
+                optimizer.step()
+                loss_sum += loss.detach() * u.numel()
+            loss_mean = float(loss_sum) / split.n_train
+            train_s += time.perf_counter() - start
+            out_of_time = cfg.max_train_seconds is not None and train_s >= cfg.max_train_seconds
+            if eval_at is not None and (epoch in eval_at or out_of_time):
+                record = {"epoch": epoch, "loss": loss_mean, "train_seconds": train_s,
+                          **evaluate_bpr_model(model, adj, split, batch_size=cfg.eval_batch_size)}
+                history.append(record)
+                if on_eval is not None:
+                    on_eval(epoch, record)
+            if out_of_time:
+                break
+    finally:
+        if pool is not None:
+            pool.shutdown(cancel_futures=True)
     return history, train_s
 
 

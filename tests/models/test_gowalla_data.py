@@ -13,13 +13,7 @@ from models.data.gowalla import CFSplit, evaluate_full_ranking, load_gowalla
 from models.data.io import FormatError
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two intra-op threads on the shared 2-core machine run these tests ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @lru_cache(maxsize=1)

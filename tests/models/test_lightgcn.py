@@ -14,13 +14,7 @@ from models.lightgcn import LightGCN, bipartite_edge_index
 from models.sampling import sample_bpr_triples
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two intra-op threads on the shared 2-core machine run these tests ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _toy(seed: int = 0, n_users: int = 7, n_items: int = 9, n_edges: int = 25) -> tuple[LightGCN, torch.Tensor]:

@@ -14,13 +14,7 @@ from models.lightgcn import bipartite_edge_index
 from models.ngcf import NGCF
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two intra-op threads on the shared 2-core machine run these tests ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _toy(seed: int = 0, n_users: int = 6, n_items: int = 8) -> tuple[NGCF, torch.Tensor]:

@@ -15,13 +15,7 @@ from models.sampling import (Neighbourhood, csr_from_edges, importance_neighbour
                              sample_rank_band, uniform_negatives)
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Two intra-op threads on the shared 2-core machine run these tests ~10x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _bipartite(n_users: int = 6, n_items: int = 7, n_edges: int = 20, seed: int = 0) -> torch.Tensor:

@@ -12,7 +12,6 @@ import dataclasses
 from pathlib import Path
 
 import pytest
-import torch
 
 from graph_store import MemoryGraphStore, StoreSettings
 from graph_store.embeddings import RocksDBEmbeddingStore
@@ -29,12 +28,7 @@ CFG = LiveTrainConfig(dim=16, num_layers=2, lightgcn_epochs=3, srgnn_epochs=1, s
 T0 = 1_700_000_000_000
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _events(n: int) -> list:
