@@ -4,8 +4,10 @@ On the embedded Tansu broker (or ``KAFKA_BOOTSTRAP_SERVERS``): produce ``--warm-
 simulator events as history, train one bundle in-process on that history and publish it to a
 model dir, start `gnnrec worker refresh` (writes embeddings) and `gnnrec worker score`
 (``--recommender gnn``) as subprocesses, wait until the score worker has replayed the history
-and serves GNN recommendations, then produce at ``--rate`` events/s for ``--seconds`` with
-live timestamps and read both recommendation topics.
+and serves GNN recommendations, then produce at ``--rate`` events/s with live timestamps and read
+both recommendation topics: first ``--warmup-seconds`` (the worker's first live seconds still
+carry its start-up: the replay's backlog, first calls into torch, the first heap freeze; their
+p99 is reported as ``warmup_p99_ms``), then the measured ``--seconds``.
 
 Latency is measured per recommendation of a measured event: ``consumed`` = when this process
 read it from the topic minus the event's timestamp (the whole path through Kafka twice),
@@ -35,6 +37,9 @@ def add_parser(bsub) -> None:
     b.add_argument("--rate", type=float, default=float(os.environ.get("GNNREC_BENCH_RATE", 2000)),
                    help="events/s produced during the measurement (env GNNREC_BENCH_RATE)")
     b.add_argument("--seconds", type=float, default=float(os.environ.get("GNNREC_BENCH_SECONDS", 20)))
+    b.add_argument("--warmup-seconds", type=float, default=float(os.environ.get("GNNREC_BENCH_WARMUP_SECONDS", 5)),
+                   help="live traffic at --rate before the measured --seconds (its latencies are reported "
+                        "apart, as warmup_p99_ms): the score worker's first live seconds include its start-up")
     b.add_argument("--warm-events", type=int, default=int(os.environ.get("GNNREC_BENCH_WARM_EVENTS", 20_000)),
                    help="history produced and trained on before measuring")
     b.add_argument("--recommender", choices=["gnn", "transitions"], default="gnn")
@@ -57,12 +62,15 @@ def _pct(data: list[float], q: float) -> float | None:
 
 
 async def _produce(bootstrap: str, settings: WorkerSettings, events: list, *, rate: float | None,
-                   live_ts: bool) -> tuple[int, float]:
-    """Send ``events`` (paced at ``rate`` if given); returns (sent, seconds)."""
+                   live_ts: bool, mark: dict | None = None, mark_at: int = 0) -> tuple[int, float]:
+    """Send ``events`` (paced at ``rate`` if given); returns (sent, seconds) from event ``mark_at``.
+
+    ``mark["ts"]`` / ``mark["t"]`` get the timestamp (ms) and monotonic time at which event
+    ``mark_at`` is stamped: events from there on are the measured ones."""
     from stream.producer import EventProducer
     producer = EventProducer(bootstrap, settings.topics())
     await producer.start()
-    started = time.monotonic()
+    started = measured = time.monotonic()
     try:
         for i, event in enumerate(events):
             if rate:
@@ -71,11 +79,16 @@ async def _produce(bootstrap: str, settings: WorkerSettings, events: list, *, ra
                     await asyncio.sleep(ahead)
             if live_ts:
                 event = dataclasses.replace(event, ts=int(time.time() * 1000))
+            if i == mark_at and mark is not None:
+                await asyncio.sleep(0.002)  # the first measured timestamp is later than every warm-up one
+                event = dataclasses.replace(event, ts=int(time.time() * 1000)) if live_ts else event
+                measured = time.monotonic()
+                mark["ts"], mark["t"] = event.ts, measured
             await producer.send_event(event)
         await producer.flush()
     finally:
         await producer.stop()
-    return len(events), time.monotonic() - started
+    return len(events) - mark_at, time.monotonic() - measured
 
 
 def _train_and_publish(history: list, model_dir: Path, epochs: int, seed: int, emb_dir: Path | None) -> str:
@@ -123,10 +136,11 @@ async def _bench(args, bootstrap: str, workdir: Path) -> dict:
     from stream.topics import ensure_topics
     settings = WorkerSettings(bootstrap_servers=bootstrap)
     await ensure_topics(bootstrap, settings.topics())
-    n_live = int(args.rate * args.seconds)
+    n_warmup, n_live = int(args.rate * args.warmup_seconds), int(args.rate * args.seconds)
     now = int(time.time() * 1000)
     sim = Simulator(SimulatorSettings(seed=args.seed))
-    events = list(sim.events(start_ms=now - args.warm_events * 10, n=args.warm_events + n_live, step_ms=10))
+    events = list(sim.events(start_ms=now - args.warm_events * 10, n=args.warm_events + n_warmup + n_live,
+                             step_ms=10))
     history, live = events[:args.warm_events], events[args.warm_events:]
     await _produce(bootstrap, settings, history, rate=None, live_ts=False)
 
@@ -147,9 +161,13 @@ async def _bench(args, bootstrap: str, workdir: Path) -> dict:
     workers["score"] = WorkerProcess("score", [*common, "--data-dir", str(workdir / "score"), "--embeddings-dir",
                                                str(emb_dir), "--recommender", args.recommender],
                                      log_path=workdir / "score.log", env=env)
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    # As a consumer service reading recommendations would: a fetch that waits at most 10 ms for
+    # records (aiokafka's default is 500 ms; the score worker uses 10 ms for the same reason).
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
     lat_consumed: list[float] = []
     lat_emitted: list[float] = []
+    lat_warmup: list[float] = []
+    mark: dict = {}
     counts = {"next_item": 0, "social": 0, "gnn": 0}
     versions: set[tuple[str, str | None]] = set()
     try:
@@ -168,19 +186,24 @@ async def _bench(args, bootstrap: str, workdir: Path) -> dict:
                for p in range(settings.partitions)]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
-        cpu_before = _cpu(workers)
-        measure_from = int(time.time() * 1000)
-        producer = asyncio.create_task(_produce(bootstrap, settings, live, rate=args.rate, live_ts=True))
-        expected = sum(2 if isinstance(e, Interaction) else 1 for e in live)
-        got, idle_since = 0, None
+        warm_from = int(time.time() * 1000)
+        producer = asyncio.create_task(_produce(bootstrap, settings, live, rate=args.rate, live_ts=True,
+                                                mark=mark, mark_at=n_warmup))
+        expected = sum(2 if isinstance(e, Interaction) else 1 for e in live[n_warmup:])
+        got, idle_since, cpu_before = 0, None, None
         while True:
             batches = await consumer.getmany(timeout_ms=100, max_records=10_000)
             now_ms = time.time() * 1000
+            if cpu_before is None and "ts" in mark:
+                cpu_before = _cpu(workers)  # within ~100 ms of the first measured event
+            measure_from = mark.get("ts", float("inf"))
             for msgs in batches.values():
                 for msg in msgs:
                     # plain JSON, not the validating decoder: this reader shares the cores it measures
                     reco = orjson.loads(msg.value)
                     if reco["event_ts"] < measure_from:
+                        if reco["event_ts"] >= warm_from:
+                            lat_warmup.append(now_ms - reco["event_ts"])
                         continue
                     got += 1
                     counts[reco["kind"]] += 1
@@ -206,6 +229,7 @@ async def _bench(args, bootstrap: str, workdir: Path) -> dict:
         "events": sent, "recommendations": got, "expected_recommendations": expected,
         "p50_ms": _pct(lat_consumed, 0.5), "p99_ms": _pct(lat_consumed, 0.99), "max_ms": _pct(lat_consumed, 1.0),
         "emitted_p50_ms": _pct(lat_emitted, 0.5), "emitted_p99_ms": _pct(lat_emitted, 0.99),
+        "warmup_seconds": args.warmup_seconds, "warmup_p99_ms": _pct(lat_warmup, 0.99),
         "gnn_share": round(counts["gnn"] / got, 4) if got else None,
         "next_item": counts["next_item"], "social": counts["social"], "recommender": args.recommender,
         "refresh": args.refresh if args.recommender == "gnn" else None,

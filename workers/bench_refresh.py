@@ -30,7 +30,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-import torch
 
 DEFAULT_EPS = (1e-6, 3e-6, 1e-5, 3e-5, 1e-4, 1e-3)
 TRAIN_FILE = "gowalla_lightgcn/derived/train_from_s_adj_mat.txt.gz"
@@ -84,6 +83,7 @@ def _paired_times(full: Callable[[], Any], local: Callable[[Any], Any], setup: C
 
 def load_gowalla_graph(data_root: Path | None):
     """Gowalla train interactions as a :class:`SymGraph` (users, then items offset by n_users)."""
+    import torch  # not at module level: every `gnnrec` command imports this module's parser
     from models.data.gowalla import read_user_item_lists
     from models.data.io import require_file, shared_data_root
     from models.incremental import SymGraph
@@ -94,6 +94,7 @@ def load_gowalla_graph(data_root: Path | None):
 
 
 def ego_embeddings(num_nodes: int, seed: int, checkpoint: Path | None, dim: int = 64) -> torch.Tensor:
+    import torch
     if checkpoint is None:
         return torch.randn(num_nodes, dim, generator=torch.Generator().manual_seed(seed)) * 0.1
     from models.checkpoint import load_checkpoint
@@ -110,6 +111,7 @@ def dirty_changes(graph, n_users: int, fraction: float, gen: torch.Generator):
 
     Returns ``(src, dst, weight)`` of undirected changes (weight 0 = removal).
     """
+    import torch
     from models.incremental_graph import gather_rows, isin_sorted
 
     n = graph.num_nodes
@@ -155,6 +157,7 @@ def run_refresh_bench(data_root: Path | None = None, fractions: Sequence[float] 
                       seed: int = 0, *, eps_values: Sequence[float] = DEFAULT_EPS, repeats: int = 3,
                       checkpoint: Path | None = None, num_layers: int = 3) -> dict[str, Any]:
     """Run the protocol of the module docstring; returns the JSON-ready result dict."""
+    import torch
     from models.incremental import PropagationCache, apply_edge_changes, full_propagation, local_update
     from models.incremental_push import push_update
 
@@ -214,6 +217,7 @@ def _change_profile(fraction: float, graph, new_graph, dirty: torch.Tensor, cach
     ``layer2_rows_over[t]`` / ``layer2_edges_over[t]`` the layer-2 rows (and their edges) whose
     change must reach layer 3 to keep it within ``t`` — a lower bound on any local method.
     """
+    import torch
     from models.incremental import k_hop_affected
 
     deg = new_graph.indptr[1:] - new_graph.indptr[:-1]

@@ -90,6 +90,8 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _run_worker(args) -> int:
+    from workers.process_tuning import limit_native_threads
+    limit_native_threads()  # before anything below imports numpy or torch
     from workers.runner import LoopService, run_faust_worker
     from workers.stores import open_store
     if args.worker == "ingest":

@@ -90,6 +90,8 @@ class ScoreSettings(StoreBacked):
     embeddings_poll_s: float = Field(1.0, gt=0, description="how often the embedding store and LATEST are checked")
     ann_threshold: int = Field(50_000, ge=0, description="catalogue size above which hnswlib ranks instead of a matmul")
     quality_sessions: int = Field(100_000, ge=1, description="sessions whose last next-item list is kept for HR/MRR")
+    gc_freeze_interval_s: float = Field(600.0, gt=0, description="how often the long-lived heap is re-frozen "
+                                        "out of the cyclic GC's walks once caught up (workers/process_tuning.py)")
 
     @model_validator(mode="after")
     def _check_recommender(self) -> "ScoreSettings":

@@ -1,0 +1,62 @@
+"""Process-level settings that keep a worker's latency flat on a small shared machine.
+
+Two things measured on the 2-core CI machine with `gnnrec bench latency` (see docs/BENCHMARKS.md):
+
+* **Native BLAS threads.** numpy's OpenBLAS starts one thread per core and they spin after each
+  call; in the score worker (a small matrix product per batch) that doubled its CPU per event
+  (628 → 318 µs) and took cores from the broker and the other workers. Workers run their
+  numeric work on one thread each (torch is set to one thread where it is imported), so
+  :func:`limit_native_threads` sets the usual environment switches *before* numpy loads. A
+  value already in the environment wins.
+* **The cyclic garbage collector.** A worker that replays the log holds millions of long-lived
+  objects (its graph store replica, torch's modules). Every full collection walked them all:
+  ~250 ms pauses, the worst latencies of the run. :class:`HeapFreezer` moves what exists once
+  the worker has caught up with the log into the permanent generation (``gc.freeze``), so later
+  collections only walk what is newer. Reference counting still frees frozen objects that are
+  dropped; only *cycles* among frozen objects are never collected — the long-lived state has
+  none that it drops, and the process memory gauge shows it if that ever changes.
+"""
+from __future__ import annotations
+
+import gc
+import os
+import time
+from collections.abc import Callable
+
+NATIVE_THREAD_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+
+def limit_native_threads(threads: int = 1) -> None:
+    """Default BLAS/OpenMP pools to ``threads``; call before numpy or torch is imported."""
+    for name in NATIVE_THREAD_VARS:
+        os.environ.setdefault(name, str(threads))
+
+
+class HeapFreezer:
+    """Freezes the heap when the worker first catches up, then every ``interval_s`` while caught up.
+
+    The first freeze runs a full collection first (once, at the end of the start-up replay), so
+    start-up garbage is not kept; later ones collect only the young generations (cheap) before
+    freezing. ``clock`` is passed in for tests.
+    """
+
+    def __init__(self, interval_s: float = 600.0, *, clock: Callable[[], float] = time.monotonic) -> None:
+        if interval_s <= 0:
+            raise ValueError(f"interval_s must be > 0, got {interval_s}")
+        self.interval_s = interval_s
+        self.clock = clock
+        self.freezes = 0
+        self._last: float | None = None
+
+    def maybe_freeze(self, caught_up: bool) -> bool:
+        """Freeze if due; True when it froze."""
+        if not caught_up:
+            return False
+        now = self.clock()
+        if self._last is not None and now - self._last < self.interval_s:
+            return False
+        gc.collect(2 if self._last is None else 1)
+        gc.freeze()
+        self._last = now
+        self.freezes += 1
+        return True
