@@ -1,6 +1,6 @@
 """Process-level settings that keep a worker's latency flat on a small shared machine.
 
-Two things measured on the 2-core CI machine with `gnnrec bench latency` (see docs/BENCHMARKS.md):
+Two things measured on the 2-core CI machine with `gnnrec bench latency` (figures in the README):
 
 * **Native BLAS threads.** numpy's OpenBLAS starts one thread per core and they spin after each
   call; in the score worker (a small matrix product per batch) that doubled its CPU per event
