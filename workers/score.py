@@ -151,6 +151,8 @@ class ScoreLoop:
         self._last_poll = now
         if not self.gnn.poll():
             return
+        watermark = self.gnn.watermark_ms
+        self.gnn.refresh_prior(self.store, watermark if watermark is not None else self.store.watermark_ms())
         serving = (self.gnn.model_version, self.gnn.embedding_version)
         old_model, old_emb = self._serving
         if old_model != serving[0] and self.gnn.scorer is not None:

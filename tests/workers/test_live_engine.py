@@ -16,6 +16,7 @@ from stream.events import Interaction
 from stream.formats import read_events
 from workers.live.bundle import latest_version, load_bundle, publish
 from workers.live.engine import LiveEngine, LiveSettings
+from workers.live.prior import item_log_popularity
 from workers.live.refresher import Refresher
 from workers.live.scorer import GnnScorer, ScorerSettings
 from workers.live.train import LiveTrainConfig, train_bundle
@@ -189,3 +190,34 @@ def test_new_node_encoder_predicts_held_out_trained_rows_better_than_the_mean(yo
     info = bundle.info["inductive"]
     assert bundle.inductive is not None and info["used"] == 1.0
     assert info["holdout_mse_fit"] < 0.85 * info["holdout_mse_mean"]
+
+
+@pytest.mark.parametrize("ann_threshold", [10**9, 10])
+def test_ranking_adds_the_fitted_popularity_prior(yoochoose_events, ann_threshold):
+    """Scores are ``q·e + β·prior``: with β > 0 a session's list is re-ranked by exactly that sum
+    (exact product, and the ANN's re-ranked candidates); β = 0 leaves the plain ranking."""
+    store = _store(yoochoose_events[:4000])
+    now = yoochoose_events[3999].ts
+    bundle = train_bundle(store, now, CFG)
+    assert set(bundle.info["prior_weight"]) == {"next_item", "social"}
+    rows = Refresher(bundle).rebuild(store, now).rows
+    scorers = {}
+    for beta in (0.0, 2.0):
+        b = replace(bundle, info={**bundle.info, "prior_weight": {"next_item": beta, "social": 0.0}})
+        scorer = GnnScorer(b, ScorerSettings(ann_threshold=ann_threshold))
+        for node_type, (ids, vectors) in rows.items():
+            scorer.update(node_type, ids, vectors)
+        scorer.set_item_prior(scorer.items.ids, item_log_popularity(store, scorer.items.ids, now))
+        scorers[beta] = scorer
+    prior = dict(zip(scorers[2.0].items.ids, scorers[2.0]._prior))
+    changed = 0
+    for sid in store.node_ids("session")[:100]:
+        items = store.session_items(sid)
+        plain, with_prior = scorers[0.0].recommend_next(items, 20), scorers[2.0].recommend_next(items, 20)
+        plain_score = dict(plain)
+        for item, score in with_prior:
+            if item in plain_score:  # same item: its score moved by exactly β·prior
+                assert score == pytest.approx(plain_score[item] + 2.0 * prior[item], abs=1e-4)
+        assert [s for _, s in with_prior] == sorted((s for _, s in with_prior), reverse=True)
+        changed += [i for i, _ in plain] != [i for i, _ in with_prior]
+    assert changed > 0

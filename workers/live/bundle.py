@@ -53,6 +53,11 @@ class ModelBundle:
     def dim(self) -> int:
         return int(self.ego.size(1))
 
+    def prior_weight(self, kind: str) -> float:
+        """Weight of the popularity prior for ``kind`` (next_item | social); 0 in bundles trained
+        before the prior existed (:mod:`workers.live.prior`)."""
+        return float(self.info.get("prior_weight", {}).get(kind, 0.0))
+
     def ego_of(self, node_type: str) -> dict[str, int]:
         """``id -> row of ego`` for one node type."""
         if node_type == "user":

@@ -7,7 +7,9 @@ is ranked against every item. Social: the social model's query (session attentio
 over the user's followees, the user) ranked the same way. Items the bundle never saw rank as
 soon as the refresh publishes their embedding.
 
-Ranking is an exact matrix product up to ``ann_threshold`` items, above it an hnswlib HNSW
+Scores carry the bundle's popularity prior (``β·log(1 + pop)``, :mod:`workers.live.prior`),
+set with :meth:`GnnScorer.set_item_prior` at each refresh. Ranking is an exact matrix product
+up to ``ann_threshold`` items, above it an hnswlib HNSW
 index over inner product. hnswlib because it accepts additions *and in-place updates* of
 labelled vectors without retraining or rebuilding (an IVF/PQ index in faiss needs training and
 remove+add to move a vector), which is what a catalogue refreshed row by row needs; it ships
@@ -80,6 +82,27 @@ class GnnScorer:
         self.embedding_version: str | None = None
         self.watermark_ms: int | None = None
         self._ann = None
+        self._prior = np.zeros(0, dtype=np.float32)  # log(1 + popularity) per item row
+
+    def set_item_prior(self, ids: list[str], values: np.ndarray) -> None:
+        """The popularity prior (:mod:`workers.live.prior`) of the items ``ids``; items not
+        listed (or published later) get 0 until the next call."""
+        prior = np.zeros(len(self.items), dtype=np.float32)
+        row = self.items.row
+        rows = np.fromiter((row.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        known = rows >= 0
+        prior[rows[known]] = np.asarray(values, dtype=np.float32)[known]
+        self._prior = prior
+
+    def _prior_for(self, kind: str, n: int) -> np.ndarray | None:
+        """``β · prior`` over the first ``n`` item rows, or None when the bundle's β is 0."""
+        beta = self.bundle.prior_weight(kind)
+        if not beta:
+            return None
+        p = self._prior[:n]
+        if len(p) < n:
+            p = np.concatenate([p, np.zeros(n - len(p), dtype=np.float32)])
+        return beta * p
 
     @property
     def model_version(self) -> str:
@@ -90,6 +113,7 @@ class GnnScorer:
         self.bundle = bundle
         self.users, self.items = EmbeddingTable(bundle.dim), EmbeddingTable(bundle.dim)
         self.embedding_version, self.watermark_ms, self._ann = None, None, None
+        self._prior = np.zeros(0, dtype=np.float32)
 
     def update(self, node_type: str, ids: list[str], vectors: np.ndarray) -> None:
         if not ids:
@@ -108,7 +132,7 @@ class GnnScorer:
             self._ann.resize_index(max(2 * self._ann.get_max_elements(), len(self.items)))
         self._ann.add_items(vectors, rows)
 
-    def _top_k(self, query: np.ndarray, k: int) -> list[tuple[str, float]]:
+    def _top_k(self, query: np.ndarray, k: int, kind: str) -> list[tuple[str, float]]:
         n = len(self.items)
         k = min(k, n)
         if k == 0:
@@ -122,22 +146,38 @@ class GnnScorer:
                 self._ann.init_index(max_elements=2 * n, ef_construction=s.ann_ef_construction, M=s.ann_m)
                 self._ann.set_ef(max(s.ann_ef, k))
                 self._ann.add_items(self.items.matrix, np.arange(n))
-            labels, dist = self._ann.knn_query(query.reshape(1, -1).astype(np.float32), k=k)
-            return [(self.items.ids[int(r)], float(1.0 - d)) for r, d in zip(labels[0], dist[0])]
+            prior = self._prior_for(kind, n)
+            # With a prior the index's candidates are re-ranked: 4k of them by inner product.
+            want = k if prior is None else min(n, 4 * k)
+            labels, dist = self._ann.knn_query(query.reshape(1, -1).astype(np.float32), k=want)
+            rows, scores = labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float64)
+            if prior is not None:
+                scores = scores + prior[rows]
+                order = np.lexsort((rows, -scores))[:k]
+                rows, scores = rows[order], scores[order]
+            return [(self.items.ids[int(r)], float(v)) for r, v in zip(rows, scores)]
         scores = self.items.matrix @ query
+        prior = self._prior_for(kind, n)
+        if prior is not None:
+            scores = scores + prior
         top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
         top = top[np.lexsort((top, -scores[top]))]  # score desc, ties by row
         return [(self.items.ids[int(r)], float(scores[r])) for r in top]
 
-    def _top_k_many(self, queries: np.ndarray, k: int) -> list[list[tuple[str, float]]]:
-        """Rank for ``queries [B, d]`` at once: one matrix product (or one ANN batch query)."""
+    def _top_k_many(self, queries: np.ndarray, k: int, kind: str) -> list[list[tuple[str, float]]]:
+        """Rank for ``queries [B, d]`` at once: one matrix product (or one ANN batch query),
+        plus the popularity prior of ``kind``'s model."""
         n = len(self.items)
         if n > self.settings.ann_threshold or len(queries) == 1:
-            return [self._top_k(q, k) for q in queries]
+            return [self._top_k(q, k, kind) for q in queries]
         k = min(k, n)
         if k == 0:
             return [[] for _ in queries]
-        scores = torch.from_numpy(queries @ self.items.matrix.T)
+        sc = queries @ self.items.matrix.T
+        prior = self._prior_for(kind, n)
+        if prior is not None:
+            sc = sc + prior[None, :]
+        scores = torch.from_numpy(sc)
         values, rows = torch.topk(scores, k, dim=1)
         ids = self.items.ids
         return [[(ids[r], v) for r, v in zip(rr, vv)] for rr, vv in zip(rows.tolist(), values.tolist())]
@@ -169,7 +209,7 @@ class GnnScorer:
         if ok:
             batch = collate_sessions([seqs[b] for b in ok])
             queries = self.bundle.srgnn.session_embedding(batch, table).numpy()
-            for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k)):
+            for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k, "next_item")):
                 out[b] = recs
         return out
 
@@ -198,7 +238,7 @@ class GnnScorer:
         friends = FriendIndex(ptr=ptr, followees=torch.arange(len(ok), n, dtype=torch.long))
         batch = SessionBatch.from_lists(list(range(len(ok))), [seqs[b] for b in ok])
         queries = model.query(user_h, table, batch, friends).numpy()
-        for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k)):
+        for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k, "social")):
             out[b] = recs
         return out
 

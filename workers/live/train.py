@@ -33,9 +33,10 @@ from models.sampling import sample_bpr_triples
 from models.social import FriendIndex, SessionBatch, SocialSessionRec
 from models.experiments.srgnn import TrainConfig as SRGNNTrainConfig
 from models.experiments.srgnn import fit as fit_srgnn
-from models.srgnn import SRGNN, SessionExamples
+from models.srgnn import SRGNN, SessionExamples, collate_sessions
 from models.training import Stopwatch
 from workers.live.bundle import ModelBundle, make_bundle_version
+from workers.live.prior import fit_on_holdout, item_log_popularity
 
 
 @dataclass(frozen=True)
@@ -55,15 +56,23 @@ class LiveTrainConfig:
     session_batch: int = 256
     max_sessions: int = 20_000  # most recent sessions kept for the session models
     inductive_steps: int = 200  # fit of the new-node encoder (models.inductive); 0 = plain mean
+    prior_holdout: float = 0.1  # recent sessions held out to fit the popularity prior's weight (0 = no prior)
+    prior_holdout_min: int = 200  # held out when the share is fewer, up to a fifth of the sessions
     seed: int = 0
     threads: int = 1
 
     def __post_init__(self) -> None:
         if self.dim < 1 or self.num_layers < 0 or self.batch_size < 1 or self.session_batch < 1:
             raise ValueError("dim, batch_size and session_batch must be >= 1 and num_layers >= 0")
-        for name in ("lightgcn_epochs", "srgnn_epochs", "social_epochs", "max_sessions", "inductive_steps"):
+        if not 0 <= self.prior_holdout < 1:
+            raise ValueError(f"LiveTrainConfig.prior_holdout must be in [0, 1), got {self.prior_holdout}")
+        for name in ("lightgcn_epochs", "srgnn_epochs", "social_epochs", "max_sessions", "inductive_steps",
+                     "prior_holdout_min"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LiveTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
+
+
+MIN_PRIOR_HOLDOUT = 20  # fewer held-out sessions fit nothing worth trusting: no prior
 
 
 class NotEnoughDataError(ValueError):
@@ -181,6 +190,40 @@ def fit_new_node_encoder(ego: Tensor, edge_index: Tensor, weight: Tensor, n_user
     return (encoder if info["used"] else None), info
 
 
+def _without_pairs(edge_index: Tensor, weight: Tensor, pairs: list[tuple[int, int]],
+                   n_items: int) -> tuple[Tensor, Tensor]:
+    """``edge_index [2, E]`` / ``weight`` without the (user row, item row) ``pairs``."""
+    if not pairs:
+        return edge_index, weight
+    drop = torch.tensor([u * n_items + i for u, i in pairs], dtype=torch.long)
+    keep = ~torch.isin(edge_index[0] * n_items + edge_index[1], drop)
+    return edge_index[:, keep], weight[keep]
+
+
+def fit_prior_weights(store: GraphStore, now_ms: int, item_ids: list[str], item_h: Tensor, user_h: Tensor,
+                      table: Tensor, srgnn: SRGNN, social: SocialSessionRec | None, friends: FriendIndex,
+                      held_out: list[list[int]], held_users: list[int]) -> tuple[dict[str, float], dict]:
+    """The popularity prior's weight per model (:mod:`workers.live.prior`), fitted on the last
+    click of each held-out session, and the held-out MRR@20 of every weight tried; weights 0
+    when nothing was held out."""
+    weights = {"next_item": 0.0, "social": 0.0}
+    if not held_out:
+        return weights, {"held_out": 0}
+    prior = torch.from_numpy(item_log_popularity(store, item_ids, now_ms))
+    prefixes = [seq[:-1] for seq in held_out]
+    targets = torch.tensor([seq[-1] - 1 for seq in held_out])  # 1-based rows -> item columns
+    fits: dict = {"held_out": len(held_out)}
+    weights["next_item"], fits["next_item"] = fit_on_holdout(
+        lambda idx: srgnn.session_embedding(collate_sessions([prefixes[i] for i in idx]), table) @ item_h.t(),
+        len(prefixes), prior, targets)
+    if social is not None:
+        weights["social"], fits["social"] = fit_on_holdout(
+            lambda idx: social.query(user_h, table, SessionBatch.from_lists([held_users[i] for i in idx],
+                                                                            [prefixes[i] for i in idx]),
+                                     friends) @ item_h.t(), len(prefixes), prior, targets)
+    return weights, fits
+
+
 def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrainConfig()) -> ModelBundle:
     """Train LightGCN, SR-GNN and the social model on the store as of ``now_ms``."""
     started = time.perf_counter()
@@ -198,23 +241,35 @@ def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrai
             raise NotEnoughDataError(f"the store holds {edge_index.size(1)} user-item edges; need at least 2 to train")
         user_ids, item_ids = store.node_ids("user"), store.node_ids("item")
         n_users, n_items = len(user_ids), len(item_ids)
-        lightgcn, adj, info = train_lightgcn(edge_index, weight, n_users, n_items, cfg, generator)
+        user_row = {u: i for i, u in enumerate(user_ids)}
+        item_row = {it: i for i, it in enumerate(item_ids)}
+        sessions, session_users = _session_examples(store, item_row, user_row, cfg.max_sessions)
+        n_hold = max(int(len(sessions) * cfg.prior_holdout), min(cfg.prior_holdout_min, len(sessions) // 5))
+        if not cfg.prior_holdout or n_hold < MIN_PRIOR_HOLDOUT:
+            n_hold = 0
+        # The held-out clicks must be unseen by every model the prior is fitted against, LightGCN
+        # included (its embeddings would otherwise already hold those user-item edges).
+        cut = len(sessions) - n_hold
+        held_out, held_users = sessions[cut:], session_users[cut:]
+        train_edges, train_weight = _without_pairs(
+            edge_index, weight, [(u, seq[-1] - 1) for seq, u in zip(held_out, held_users)], n_items)
+        lightgcn, adj, info = train_lightgcn(train_edges, train_weight, n_users, n_items, cfg, generator)
         with torch.no_grad():
             ego = lightgcn.embedding.weight.detach().clone()
             final = lightgcn.propagate(ego, adj)
         user_h, item_h = final[:n_users], final[n_users:]
         inductive = None
         if cfg.inductive_steps:
-            inductive, info["inductive"] = fit_new_node_encoder(ego, edge_index, weight, n_users, cfg)
+            inductive, info["inductive"] = fit_new_node_encoder(ego, train_edges, train_weight, n_users, cfg)
         table = torch.cat([torch.zeros(1, cfg.dim), item_h])
-        user_row = {u: i for i, u in enumerate(user_ids)}
-        item_row = {it: i for i, it in enumerate(item_ids)}
-        sessions, session_users = _session_examples(store, item_row, user_row, cfg.max_sessions)
-        srgnn, info["srgnn_loss"] = train_srgnn(table, sessions, cfg, rng)
+        train_sessions, train_users = sessions[:cut], session_users[:cut]
+        srgnn, info["srgnn_loss"] = train_srgnn(table, train_sessions, cfg, rng)
         friends = friend_index(store, user_row, now_ms)
         social = None
         if friends.followees.numel():
-            social, info["social_loss"] = train_social(user_h, table, friends, sessions, session_users, cfg, rng)
+            social, info["social_loss"] = train_social(user_h, table, friends, train_sessions, train_users, cfg, rng)
+        info["prior_weight"], info["prior_fit_mrr@20"] = fit_prior_weights(
+            store, now_ms, item_ids, item_h, user_h, table, srgnn, social, friends, held_out, held_users)
         info.update(train_seconds=time.perf_counter() - started, edges=int(edge_index.size(1)),
                     sessions=len(sessions), follows=int(friends.followees.numel()))
         return ModelBundle(make_bundle_version(ego, now_ms), user_ids, item_ids, ego, cfg.num_layers, srgnn,
