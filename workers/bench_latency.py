@@ -80,11 +80,12 @@ async def _produce(bootstrap: str, settings: WorkerSettings, events: list, *, ra
                 ahead = i / rate - (time.monotonic() - started)
                 if ahead > 0:
                     await asyncio.sleep(ahead)
+            marking = i == mark_at and mark is not None
+            if marking:
+                await asyncio.sleep(0.002)  # the first measured timestamp is later than every warm-up one
             if live_ts:
                 event = dataclasses.replace(event, ts=int(time.time() * 1000))
-            if i == mark_at and mark is not None:
-                await asyncio.sleep(0.002)  # the first measured timestamp is later than every warm-up one
-                event = dataclasses.replace(event, ts=int(time.time() * 1000)) if live_ts else event
+            if marking:
                 measured = time.monotonic()
                 mark["ts"], mark["t"] = event.ts, measured
             await producer.send_event(event)

@@ -26,7 +26,6 @@ from graph_store import GraphStore
 from graph_store.embeddings import RocksDBEmbeddingStore
 from graph_store.errors import GraphStoreError
 from workers.live.bundle import BundleError, ModelBundle, load_bundle
-from workers.live.prior import item_log_popularity
 from workers.live.scorer import GnnScorer, ScorerSettings, social_inputs
 
 log = logging.getLogger(__name__)
@@ -159,13 +158,9 @@ class EmbeddingFollower:
         scorer.set_version(version.raw, version.watermark_ms)
 
     def refresh_prior(self, store: GraphStore, now_ms: int | None) -> None:
-        """Recompute the popularity prior from ``store`` (after a reload: the same refresh
-        rhythm as the embeddings); skipped when the serving bundle fitted no prior weight."""
-        scorer = self.scorer
-        if scorer is None or now_ms is None or not any(scorer.bundle.prior_weight(k) for k in ("next_item", "social")):
-            return
-        ids = scorer.items.ids
-        scorer.set_item_prior(ids, item_log_popularity(store, ids, now_ms))
+        """Recompute the popularity prior from ``store`` after a reload (the embeddings' rhythm)."""
+        if self.scorer is not None and now_ms is not None:
+            self.scorer.refresh_prior(store, now_ms)
 
     # ---- recommending ----------------------------------------------------------------------
     def recommend_next(self, store: GraphStore, session_id: str, k: int) -> list[tuple[str, float]] | None:

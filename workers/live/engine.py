@@ -17,7 +17,6 @@ from typing import Any
 
 from graph_store import GraphStore
 from workers.live.bundle import ModelBundle
-from workers.live.prior import item_log_popularity
 from workers.live.refresher import Refresher, RefreshResult
 from workers.live.scorer import GnnScorer, ScorerSettings, social_inputs
 from workers.live.train import LiveTrainConfig, train_bundle
@@ -121,8 +120,7 @@ class LiveEngine:
             self.scorer.update(node_type, ids, vectors)
         if result.recomputed or result.full:
             self.scorer.set_version(result.embedding_version, result.watermark_ms)
-        ids = self.scorer.items.ids
-        self.scorer.set_item_prior(ids, item_log_popularity(self.store, ids, result.watermark_ms))
+        self.scorer.refresh_prior(self.store, result.watermark_ms)
 
     # ---- serving -------------------------------------------------------------------------------
     def _trending(self, now_ms: int, k: int) -> list[tuple[str, float]]:

@@ -26,6 +26,7 @@ from graph_store import GraphStore
 from models.social import FriendIndex, SessionBatch
 from models.srgnn import collate_sessions
 from workers.live.bundle import ModelBundle
+from workers.live.prior import item_log_popularity
 
 
 class EmbeddingTable:
@@ -93,6 +94,12 @@ class GnnScorer:
         known = rows >= 0
         prior[rows[known]] = np.asarray(values, dtype=np.float32)[known]
         self._prior = prior
+
+    def refresh_prior(self, store: GraphStore, now_ms: int) -> None:
+        """Recompute the prior of every item from ``store``'s popularity at ``now_ms`` (at each
+        refresh); skipped when the bundle fitted no prior weight for either model."""
+        if any(self.bundle.prior_weight(kind) for kind in ("next_item", "social")):
+            self.set_item_prior(self.items.ids, item_log_popularity(store, self.items.ids, now_ms))
 
     def _prior_for(self, kind: str, n: int) -> np.ndarray | None:
         """``β · prior`` over the first ``n`` item rows, or None when the bundle's β is 0."""
