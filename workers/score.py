@@ -117,7 +117,8 @@ class ScoreLoop:
                                          max_batch_size=512 * 1024)
         self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
         self._trending: list[Neighbour] = []
-        self._trending_at = 0.0
+        self._trending_at_ms: int | None = None
+        self._trending_age = 0  # events asked since the last recomputation
         self.emitted = {"next_item": 0, "social": 0}
         self._last_gauges = 0.0
         self.gnn = make_follower(settings)
@@ -163,13 +164,18 @@ class ScoreLoop:
         self._serving = serving
 
     def trending(self, now_ms: int) -> list[Neighbour]:
-        wall = time.monotonic()
-        want = 4 * self.settings.k
+        # Timed by the events, not the wall clock, so that an answer is a function of the stream
+        # alone: the same events give the same fallbacks however fast they are processed.
+        s, want = self.settings, 4 * self.settings.k
+        self._trending_age += 1
         # While the catalogue is smaller than the list we keep, recompute every time (cheap on a
         # small store): otherwise the first second would serve near-empty fallbacks.
-        if wall - self._trending_at >= self.settings.trending_refresh_s or len(self._trending) < want:
+        every_ms = s.trending_refresh_s * 1000
+        due = (self._trending_at_ms is None or len(self._trending) < want
+               or abs(now_ms - self._trending_at_ms) >= every_ms and self._trending_age >= s.trending_refresh_events)
+        if due:
             self._trending = self.store.item_popularity(now_ms, k=want)
-            self._trending_at = wall
+            self._trending_at_ms, self._trending_age = now_ms, 0
         return self._trending
 
     def recommend(self, event) -> list[Scored]:

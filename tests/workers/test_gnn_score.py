@@ -230,3 +230,34 @@ def test_batched_answers_equal_per_event_answers(tmp_path: Path):
             assert [s for _, s in gi] == pytest.approx([s for _, s in wi], abs=1e-4)
             assert len({i for i, _ in gi} ^ {i for i, _ in wi}) <= 2  # ties at the cut-off may swap
     assert gnn > len(live)  # most answers came from the GNN, not the fallbacks
+
+
+def test_trending_fallback_is_timed_by_the_events_not_the_wall_clock(tmp_path: Path):
+    """The trending list is recomputed once the *event* clock has moved ``trending_refresh_s``
+    and ``trending_refresh_events`` events were asked for, and always equals the store's
+    popularity at the event time of that recomputation: replaying a stream gives the same
+    fallbacks however fast it runs."""
+    events = [e for e in _events(1500) if isinstance(e, Interaction)]
+
+    async def body() -> None:
+        loop = _score_loop(tmp_path, recommender="transitions", trending_refresh_s=2.0,
+                           trending_refresh_events=10)
+        loop.store.apply_many(events[:1000])
+        at = events[999].ts
+        first = loop.trending(at)
+        assert first == loop.store.item_popularity(at, k=40)
+        recomputed = []
+        for i, ev in enumerate(events[1000:]):
+            loop.store.apply_one(ev)
+            before = loop._trending_at_ms
+            got = loop.trending(ev.ts)
+            if loop._trending_at_ms != before:
+                recomputed.append(i)
+                assert ev.ts - before >= 2000
+                assert got == loop.store.item_popularity(ev.ts, k=40)
+            else:
+                assert ev.ts - before < 2000 or loop._trending_age < 10
+        gaps = [b - a for a, b in zip(recomputed, recomputed[1:])]
+        assert recomputed and min(gaps) >= 10  # never more often than every 10 events
+
+    asyncio.run(body())
