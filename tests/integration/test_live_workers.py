@@ -134,6 +134,11 @@ async def _scenario(bootstrap: str, unique_topics, tmp_path: Path) -> None:
             return loop.core.last.kind
 
         assert await refresh_after(produced) == "rebuild"
+        # Caught up: it waits idle_poll_s before fetching again, never past the next refresh.
+        assert loop.idle_wait() == settings.idle_poll_s
+        wall.now += settings.refresh_interval_s - 0.1
+        assert loop.idle_wait() == pytest.approx(0.1)
+        wall.now -= settings.refresh_interval_s - 0.1
         reader.catch_up()
         v1 = reader.version()
         assert v1 == f"{first_model}/r1/w{store.watermark_ms()}"
@@ -175,6 +180,11 @@ async def _scenario(bootstrap: str, unique_topics, tmp_path: Path) -> None:
             assert (matrix == before[node_type][2]).all()
         emb.fail = False
         assert await refresh_after(produced) == "rebuild"
+        # Caught up: it waits idle_poll_s before fetching again, never past the next refresh.
+        assert loop.idle_wait() == settings.idle_poll_s
+        wall.now += settings.refresh_interval_s - 0.1
+        assert loop.idle_wait() == pytest.approx(0.1)
+        wall.now -= settings.refresh_interval_s - 0.1
         reader.catch_up()
         assert reader.version() == f"{new.version}/r5/w{store.watermark_ms()}"
         assert_matches_full(reader, store, loop.core.refresher)
