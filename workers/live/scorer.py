@@ -183,7 +183,7 @@ class GnnScorer:
         sc = queries @ self.items.matrix.T
         prior = self._prior_for(kind, n)
         if prior is not None:
-            sc = sc + prior[None, :]
+            np.add(sc, prior[None, :], out=sc)  # in place: the [B, n] product is ours
         scores = torch.from_numpy(sc)
         values, rows = torch.topk(scores, k, dim=1)
         ids = self.items.ids
