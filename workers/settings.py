@@ -114,6 +114,9 @@ class ReplicaSettings(StoreBacked):
 
     store: Literal["rocksdb", "memory"] = "memory"
     model_dir: Path = Field(Path("data/models"), description="directory of published model bundles (shared)")
+    idle_poll_s: float = Field(
+        0.25, ge=0, description="once caught up, seconds to wait before the next fetch (never past the next "
+        "refresh or training run): fewer, larger fetches cost the broker and this worker less; 0 polls continuously")
 
 
 class RefreshSettings(ReplicaSettings):
@@ -124,9 +127,6 @@ class RefreshSettings(ReplicaSettings):
                                  description="RocksDB embedding store this worker writes (scorers read it as secondaries)")
     refresh_interval_s: float = Field(5.0, gt=0, description="wall-clock seconds between refreshes")
     dense_above: float = Field(0.5, gt=0, le=1, description="affected share above which a refresh goes dense")
-    idle_poll_s: float = Field(
-        0.25, ge=0, description="once caught up, seconds to wait before the next fetch (capped by the time left to "
-        "the next refresh): fewer, larger fetches cost the broker and this worker less; 0 polls continuously")
 
 
 class TrainSettings(ReplicaSettings):

@@ -123,7 +123,18 @@ class TrainLoop:
                 self.pending.append(batch)
         self.feed.export_gauges(force=False)
         self.maybe_train()
+        if n < self.settings.batch_max:
+            await asyncio.sleep(self.idle_wait())
         return n
+
+    def idle_wait(self) -> float:
+        """Once caught up: ``idle_poll_s``, never past the next scheduled run (see
+        :meth:`workers.refresh_worker.RefreshLoop.idle_wait`). During a run the batches are
+        only held back, so the full wait applies."""
+        if self.running is not None or self._last_start is None:
+            return self.settings.idle_poll_s
+        left = self.settings.train_interval_s - (self.wall() - self._last_start)
+        return max(0.0, min(self.settings.idle_poll_s, left))
 
     def due(self) -> bool:
         if self.running is not None or self.feed.consumed_total < self.settings.min_events:

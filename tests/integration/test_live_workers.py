@@ -113,6 +113,7 @@ async def _scenario(bootstrap: str, unique_topics, tmp_path: Path) -> None:
         gate.set()
         await trainer.stop()
     first_model = trainer.last_published.version
+    assert trainer.idle_wait() == train_settings.idle_poll_s  # the next run is train_interval_s away
     assert trainer.last_published.trained_at_ms == snapshot_ms  # trained on the snapshot of its start
     assert trainer.store.watermark_ms() > snapshot_ms and not trainer.pending
     assert latest_version(tmp_path / "models") == first_model
