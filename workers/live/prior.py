@@ -10,8 +10,11 @@ the ranking is unchanged: refreshing the prior with the embeddings is enough.
 ``β`` is fitted per model when the bundle is trained: on held-out recent sessions (their last
 click, the model not trained on those sessions), the weight of a small grid with the best
 MRR@20 wins; ``0`` (no prior) is in the grid, so a dataset where popularity does not help keeps
-the plain model. The held-out clicks are already counted in the popularity they are scored
-against (one click each), which slightly favours larger weights.
+the plain model. The popularity the fit scores with leaves out the held-out (user, last item)
+edges, as LightGCN's training graph does (:func:`edge_log_popularity` over that graph): a
+served prior never holds the click it is predicting, and counting it would lift every held-out
+target (a rare item most: ``log 2`` instead of ``0``), which on a sparse catalogue picked
+weights that hurt the served model.
 """
 from __future__ import annotations
 
@@ -31,6 +34,15 @@ def item_log_popularity(store: GraphStore, item_ids: Sequence[str], now_ms: int)
     pop = {n.node_id: n.weight for n in store.item_popularity(now_ms)}
     return np.log1p(np.fromiter((pop.get(i, 0.0) for i in item_ids), dtype=np.float64,
                                 count=len(item_ids))).astype(np.float32)
+
+
+def edge_log_popularity(items: Tensor, weight: Tensor, n_items: int) -> Tensor:
+    """``log(1 + pop) [n_items]`` from user→item edges (item column ``items [E]``, decayed
+    ``weight [E]``): an item's popularity is the sum of its edges' weights, so over the store's
+    edges this is :func:`item_log_popularity`, and over a graph without some edges it is the
+    popularity those edges' clicks never added to."""
+    pop = torch.zeros(n_items, dtype=torch.float64).index_add_(0, items, weight.to(torch.float64))
+    return torch.log1p(pop).to(torch.float32)
 
 
 def mrr_at_k(scores: Tensor, targets: Tensor, k: int = 20) -> float:

@@ -13,12 +13,19 @@ Three models, trained in order on the store as of ``now_ms`` (weights decayed to
    attention + attention over followees + fusion) over the same frozen user and item
    embeddings, when the store holds follows.
 
+When the popularity prior is on (``prior_holdout``), the three models are first trained
+without the most recent sessions, and the prior's weight is fitted on those, against a
+popularity without their last clicks (:mod:`workers.live.prior`); with ``prior_refit`` they
+are then trained again, same seed, on all the data, and those are served with the fitted
+weight, so the served models have seen the most recent sessions too.
+
 Everything is deterministic for a seed; time is an argument.
 """
 from __future__ import annotations
 
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -36,7 +43,7 @@ from models.experiments.srgnn import fit as fit_srgnn
 from models.srgnn import SRGNN, SessionExamples, collate_sessions
 from models.training import Stopwatch
 from workers.live.bundle import ModelBundle, make_bundle_version
-from workers.live.prior import fit_on_holdout, item_log_popularity
+from workers.live.prior import edge_log_popularity, fit_on_holdout
 
 
 @dataclass(frozen=True)
@@ -58,6 +65,7 @@ class LiveTrainConfig:
     inductive_steps: int = 200  # fit of the new-node encoder (models.inductive); 0 = plain mean
     prior_holdout: float = 0.1  # recent sessions held out to fit the popularity prior's weight (0 = no prior)
     prior_holdout_min: int = 200  # held out when the share is fewer, up to a fifth of the sessions
+    prior_refit: bool = True  # serve models retrained on all data (held-out ones only fit the prior)
     seed: int = 0
     threads: int = 1
 
@@ -66,6 +74,8 @@ class LiveTrainConfig:
             raise ValueError("dim, batch_size and session_batch must be >= 1 and num_layers >= 0")
         if not 0 <= self.prior_holdout < 1:
             raise ValueError(f"LiveTrainConfig.prior_holdout must be in [0, 1), got {self.prior_holdout}")
+        if not isinstance(self.prior_refit, bool):
+            raise TypeError(f"LiveTrainConfig.prior_refit must be a bool, got {self.prior_refit!r}")
         for name in ("lightgcn_epochs", "srgnn_epochs", "social_epochs", "max_sessions", "inductive_steps",
                      "prior_holdout_min"):
             if getattr(self, name) < 0:
@@ -200,18 +210,67 @@ def _without_pairs(edge_index: Tensor, weight: Tensor, pairs: list[tuple[int, in
     return edge_index[:, keep], weight[keep]
 
 
-def fit_prior_weights(store: GraphStore, now_ms: int, item_ids: list[str], item_h: Tensor, user_h: Tensor,
-                      table: Tensor, srgnn: SRGNN, social: SocialSessionRec | None, friends: FriendIndex,
-                      held_out: list[list[int]], held_users: list[int]) -> tuple[dict[str, float], dict]:
+def prior_holdout_size(n_sessions: int, cfg: LiveTrainConfig) -> int:
+    """How many of the most recent sessions are held out to fit the prior's weight: the
+    ``prior_holdout`` share, at least ``prior_holdout_min`` up to a fifth of them; 0 (no
+    prior) when the prior is off or fewer than :data:`MIN_PRIOR_HOLDOUT` would be held out."""
+    n_hold = max(int(n_sessions * cfg.prior_holdout), min(cfg.prior_holdout_min, n_sessions // 5))
+    return n_hold if cfg.prior_holdout and n_hold >= MIN_PRIOR_HOLDOUT else 0
+
+
+@dataclass
+class TrainedModels:
+    """The models of one training run: LightGCN's ego rows and their propagation (``user_h
+    [U, d]``, ``item_h [I, d]``, ``table [I + 1, d]`` with padding row 0), SR-GNN, the social
+    model (None without follows) and the new-node encoder (None when not fitted or not used)."""
+
+    ego: Tensor
+    user_h: Tensor
+    item_h: Tensor
+    table: Tensor
+    srgnn: SRGNN
+    social: SocialSessionRec | None
+    inductive: InductiveEgo | None
+    info: dict
+
+
+def train_models(edge_index: Tensor, weight: Tensor, n_users: int, n_items: int, sessions: list[list[int]],
+                 session_users: list[int], friends: FriendIndex, cfg: LiveTrainConfig, *,
+                 new_node_encoder: bool = True) -> TrainedModels:
+    """LightGCN on user→item ``edge_index [2, E]`` (decayed ``weight [E]``), then SR-GNN and the
+    social model (when ``friends`` has followees) on ``sessions``, all seeded from ``cfg.seed``:
+    the same inputs give the same models whatever ran before."""
+    torch.manual_seed(cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    rng = np.random.default_rng(cfg.seed)
+    lightgcn, adj, info = train_lightgcn(edge_index, weight, n_users, n_items, cfg, generator)
+    with torch.no_grad():
+        ego = lightgcn.embedding.weight.detach().clone()
+        final = lightgcn.propagate(ego, adj)
+    user_h, item_h = final[:n_users], final[n_users:]
+    inductive = None
+    if cfg.inductive_steps and new_node_encoder:
+        inductive, info["inductive"] = fit_new_node_encoder(ego, edge_index, weight, n_users, cfg)
+    table = torch.cat([torch.zeros(1, cfg.dim), item_h])
+    srgnn, info["srgnn_loss"] = train_srgnn(table, sessions, cfg, rng)
+    social = None
+    if friends.followees.numel():
+        social, info["social_loss"] = train_social(user_h, table, friends, sessions, session_users, cfg, rng)
+    return TrainedModels(ego, user_h, item_h, table, srgnn, social, inductive, info)
+
+
+def fit_prior_weights(prior: Tensor, models: TrainedModels, friends: FriendIndex, held_out: list[list[int]],
+                      held_users: list[int]) -> tuple[dict[str, float], dict]:
     """The popularity prior's weight per model (:mod:`workers.live.prior`), fitted on the last
-    click of each held-out session, and the held-out MRR@20 of every weight tried; weights 0
-    when nothing was held out."""
+    click of each held-out session against ``prior [I]`` (log-popularity without those clicks;
+    ``models`` not trained on them either), and the held-out MRR@20 of every weight tried;
+    weights 0 when nothing was held out."""
     weights = {"next_item": 0.0, "social": 0.0}
     if not held_out:
         return weights, {"held_out": 0}
-    prior = torch.from_numpy(item_log_popularity(store, item_ids, now_ms))
     prefixes = [seq[:-1] for seq in held_out]
     targets = torch.tensor([seq[-1] - 1 for seq in held_out])  # 1-based rows -> item columns
+    srgnn, social, table, user_h, item_h = models.srgnn, models.social, models.table, models.user_h, models.item_h
     fits: dict = {"held_out": len(held_out)}
     weights["next_item"], fits["next_item"] = fit_on_holdout(
         lambda idx: srgnn.session_embedding(collate_sessions([prefixes[i] for i in idx]), table) @ item_h.t(),
@@ -225,14 +284,12 @@ def fit_prior_weights(store: GraphStore, now_ms: int, item_ids: list[str], item_
 
 
 def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrainConfig()) -> ModelBundle:
-    """Train LightGCN, SR-GNN and the social model on the store as of ``now_ms``."""
+    """Train LightGCN, SR-GNN and the social model on the store as of ``now_ms``, and fit the
+    popularity prior's weight on held-out recent sessions (see the module docstring)."""
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        torch.manual_seed(cfg.seed)
-        generator = torch.Generator().manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
         data = store.to_pyg(now_ms)
         ui = data["user", "ui", "item"]
         keep = ui.edge_weight > 0
@@ -244,35 +301,29 @@ def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrai
         user_row = {u: i for i, u in enumerate(user_ids)}
         item_row = {it: i for i, it in enumerate(item_ids)}
         sessions, session_users = _session_examples(store, item_row, user_row, cfg.max_sessions)
-        n_hold = max(int(len(sessions) * cfg.prior_holdout), min(cfg.prior_holdout_min, len(sessions) // 5))
-        if not cfg.prior_holdout or n_hold < MIN_PRIOR_HOLDOUT:
-            n_hold = 0
+        friends = friend_index(store, user_row, now_ms)
         # The held-out clicks must be unseen by every model the prior is fitted against, LightGCN
-        # included (its embeddings would otherwise already hold those user-item edges).
-        cut = len(sessions) - n_hold
+        # included (its embeddings would otherwise already hold those user-item edges), and by
+        # the popularity it is fitted with.
+        cut = len(sessions) - prior_holdout_size(len(sessions), cfg)
         held_out, held_users = sessions[cut:], session_users[cut:]
+        refit = bool(held_out) and cfg.prior_refit
         train_edges, train_weight = _without_pairs(
             edge_index, weight, [(u, seq[-1] - 1) for seq, u in zip(held_out, held_users)], n_items)
-        lightgcn, adj, info = train_lightgcn(train_edges, train_weight, n_users, n_items, cfg, generator)
-        with torch.no_grad():
-            ego = lightgcn.embedding.weight.detach().clone()
-            final = lightgcn.propagate(ego, adj)
-        user_h, item_h = final[:n_users], final[n_users:]
-        inductive = None
-        if cfg.inductive_steps:
-            inductive, info["inductive"] = fit_new_node_encoder(ego, train_edges, train_weight, n_users, cfg)
-        table = torch.cat([torch.zeros(1, cfg.dim), item_h])
-        train_sessions, train_users = sessions[:cut], session_users[:cut]
-        srgnn, info["srgnn_loss"] = train_srgnn(table, train_sessions, cfg, rng)
-        friends = friend_index(store, user_row, now_ms)
-        social = None
-        if friends.followees.numel():
-            social, info["social_loss"] = train_social(user_h, table, friends, train_sessions, train_users, cfg, rng)
-        info["prior_weight"], info["prior_fit_mrr@20"] = fit_prior_weights(
-            store, now_ms, item_ids, item_h, user_h, table, srgnn, social, friends, held_out, held_users)
-        info.update(train_seconds=time.perf_counter() - started, edges=int(edge_index.size(1)),
-                    sessions=len(sessions), follows=int(friends.followees.numel()))
-        return ModelBundle(make_bundle_version(ego, now_ms), user_ids, item_ids, ego, cfg.num_layers, srgnn,
-                           social, now_ms, info, inductive)
+        fitted = train_models(train_edges, train_weight, n_users, n_items, sessions[:cut], session_users[:cut],
+                              friends, cfg, new_node_encoder=not refit)
+        prior_weight, prior_fit = fit_prior_weights(edge_log_popularity(train_edges[1], train_weight, n_items),
+                                                    fitted, friends, held_out, held_users)
+        served = fitted
+        info: dict[str, Any] = {}
+        if refit:  # serve models that saw everything; the held-out ones only gave the weight
+            info["prior_fit_seconds"] = time.perf_counter() - started
+            served = train_models(edge_index, weight, n_users, n_items, sessions, session_users, friends, cfg)
+        info.update(served.info)
+        info.update(prior_weight=prior_weight, prior_refit=refit, train_seconds=time.perf_counter() - started,
+                    edges=int(edge_index.size(1)), sessions=len(sessions), follows=int(friends.followees.numel()))
+        info["prior_fit_mrr@20"] = prior_fit
+        return ModelBundle(make_bundle_version(served.ego, now_ms), user_ids, item_ids, served.ego, cfg.num_layers,
+                           served.srgnn, served.social, now_ms, info, served.inductive)
     finally:
         torch.set_num_threads(previous_threads)
