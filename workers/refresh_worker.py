@@ -180,17 +180,11 @@ class RefreshLoop:
         return n
 
     def idle_wait(self) -> float:
-        """Seconds to wait once caught up: ``idle_poll_s``, but never past the next refresh.
-
-        The refresh reads the store only at its tick, so events need not be applied sooner.
-        While we do not poll, aiokafka holds one fetched chunk per partition and does not fetch
-        again, so the broker serves a few large fetches instead of one per produced batch
-        (on Tansu each fetch costs in proportion to the batches stored in the partition).
-        """
+        """Once caught up, :meth:`ReplicaFeed.idle_wait` up to the next refresh: the refresh
+        reads the store only at its tick, so events need not be applied sooner."""
         if self._last_tick is None:
             return 0.0
-        left = self.settings.refresh_interval_s - (self.wall() - self._last_tick)
-        return max(0.0, min(self.settings.idle_poll_s, left))
+        return self.feed.idle_wait(self.settings.refresh_interval_s - (self.wall() - self._last_tick))
 
     async def maybe_refresh(self) -> RefreshOutcome | None:
         now = self.wall()

@@ -24,7 +24,7 @@ from graph_store import GraphStore
 from workers import metrics as m
 from workers.ingest_core import IngestCore, PreparedBatch, store_trusts_decoder
 from workers.kafka_io import TP, BatchConsumer
-from workers.settings import StoreBacked
+from workers.settings import ReplicaSettings
 
 log = logging.getLogger(__name__)
 
@@ -32,7 +32,7 @@ log = logging.getLogger(__name__)
 class ReplicaFeed:
     """Kafka interactions/follows → this worker's graph store, exactly once per event."""
 
-    def __init__(self, settings: StoreBacked, store: GraphStore, *, worker: str,
+    def __init__(self, settings: ReplicaSettings, store: GraphStore, *, worker: str,
                  clock: Callable[[], float] = time.time) -> None:
         self.settings = settings
         self.store = store
@@ -49,6 +49,17 @@ class ReplicaFeed:
             on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True))
         self.applied = 0
         self._last_gauges = 0.0
+
+    def idle_wait(self, until_next_s: float | None) -> float:
+        """Seconds to wait once caught up: ``idle_poll_s``, never past the caller's next scheduled
+        read of the store (``until_next_s``; None when nothing is scheduled yet).
+
+        While nobody polls, aiokafka holds one fetched chunk per partition and does not fetch
+        again, so the broker serves a few large fetches instead of one per produced batch (on
+        Tansu each fetch costs in proportion to the batches stored in the partition).
+        """
+        wait = self.settings.idle_poll_s
+        return wait if until_next_s is None else max(0.0, min(wait, until_next_s))
 
     @property
     def consumed_total(self) -> int:

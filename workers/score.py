@@ -118,7 +118,7 @@ class ScoreLoop:
         self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
         self._trending: list[Neighbour] = []
         self._trending_at_ms: int | None = None
-        self._trending_age = 0  # events asked since the last recomputation
+        self._trending_age = 0  # fallback answers since the last recomputation
         self.emitted = {"next_item": 0, "social": 0}
         self._last_gauges = 0.0
         self.gnn = make_follower(settings)

@@ -82,8 +82,8 @@ class ScoreSettings(StoreBacked):
     max_followees: int = Field(50, ge=1)
     trending_refresh_s: float = Field(1.0, gt=0, description="event time between recomputations of the trending fallback")
     trending_refresh_events: int = Field(
-        20, ge=1, description="events between recomputations of the trending fallback, at least (bounds the cost "
-        "when a replayed file's timestamps are far apart)")
+        20, ge=1, description="fallback answers between recomputations of the trending list, at least (bounds "
+        "the cost when a replayed file's timestamps are far apart)")
     model_version: str = Field("baseline-v1", description="model_version of the baseline recommendations")
     recommender: Literal["auto", "transitions", "gnn"] = Field(
         "auto", description="next-item/social model: gnn (bundle + refreshed embeddings, baselines as fallback) "

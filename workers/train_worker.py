@@ -128,13 +128,11 @@ class TrainLoop:
         return n
 
     def idle_wait(self) -> float:
-        """Once caught up: ``idle_poll_s``, never past the next scheduled run (see
-        :meth:`workers.refresh_worker.RefreshLoop.idle_wait`). During a run the batches are
-        only held back, so the full wait applies."""
+        """Once caught up, :meth:`ReplicaFeed.idle_wait` up to the next scheduled run; during a
+        run the batches are only held back, so the full wait applies."""
         if self.running is not None or self._last_start is None:
-            return self.settings.idle_poll_s
-        left = self.settings.train_interval_s - (self.wall() - self._last_start)
-        return max(0.0, min(self.settings.idle_poll_s, left))
+            return self.feed.idle_wait(None)
+        return self.feed.idle_wait(self.settings.train_interval_s - (self.wall() - self._last_start))
 
     def due(self) -> bool:
         if self.running is not None or self.feed.consumed_total < self.settings.min_events:

@@ -84,6 +84,7 @@ class GnnScorer:
         self.watermark_ms: int | None = None
         self._ann = None
         self._prior = np.zeros(0, dtype=np.float32)  # log(1 + popularity) per item row
+        self._scaled: dict[str, np.ndarray] = {}  # β·_prior per model with β > 0
 
     def set_item_prior(self, ids: list[str], values: np.ndarray) -> None:
         """The popularity prior (:mod:`workers.live.prior`) of the items ``ids``; items not
@@ -94,6 +95,9 @@ class GnnScorer:
         known = rows >= 0
         prior[rows[known]] = np.asarray(values, dtype=np.float32)[known]
         self._prior = prior
+        # β·prior per model, computed once here rather than for every scored batch.
+        self._scaled = {kind: beta * prior for kind in ("next_item", "social")
+                        if (beta := self.bundle.prior_weight(kind))}
 
     def refresh_prior(self, store: GraphStore, now_ms: int) -> None:
         """Recompute the prior of every item from ``store``'s popularity at ``now_ms`` (at each
@@ -103,13 +107,12 @@ class GnnScorer:
 
     def _prior_for(self, kind: str, n: int) -> np.ndarray | None:
         """``β · prior`` over the first ``n`` item rows, or None when the bundle's β is 0."""
-        beta = self.bundle.prior_weight(kind)
-        if not beta:
+        p = self._scaled.get(kind)
+        if p is None:
             return None
-        p = self._prior[:n]
-        if len(p) < n:
-            p = np.concatenate([p, np.zeros(n - len(p), dtype=np.float32)])
-        return beta * p
+        if len(p) < n:  # items published since the last refresh have no prior yet
+            p = self._scaled[kind] = np.concatenate([p, np.zeros(n - len(p), dtype=np.float32)])
+        return p[:n]
 
     @property
     def model_version(self) -> str:
@@ -121,6 +124,7 @@ class GnnScorer:
         self.users, self.items = EmbeddingTable(bundle.dim), EmbeddingTable(bundle.dim)
         self.embedding_version, self.watermark_ms, self._ann = None, None, None
         self._prior = np.zeros(0, dtype=np.float32)
+        self._scaled = {}
 
     def update(self, node_type: str, ids: list[str], vectors: np.ndarray) -> None:
         if not ids:
