@@ -14,6 +14,8 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from graph_store.batch import validate_events, validate_offsets
 from graph_store.decay import decayed_at
 from graph_store.errors import InvalidEventError
@@ -208,6 +210,23 @@ class GraphStore(StoreLifecycle, ABC):
         rows = self._popularity_rows()
         return top_by_weight((Neighbour(i, decayed_at(w, t, now_ms, hl)) for i, w, t in rows), k)
 
+    def item_popularity_of(self, item_ids: Sequence[str], now_ms: int) -> np.ndarray:
+        """Decayed popularity at ``now_ms`` of each of ``item_ids`` (0 for an unknown item), float64.
+
+        The scorer reads the whole catalogue's popularity at every refresh; this skips the sort
+        and the per-item objects of :meth:`item_popularity` and decays in one vector operation
+        (equal to it up to float rounding).
+        """
+        self._check_open()
+        _check_time("now_ms", now_ms)
+        ids = list(item_ids)
+        weight, t_ref = self._popularity_of(ids)
+        dt = now_ms - t_ref
+        hl = self.settings.half_life_ms
+        if hl == math.inf:
+            return weight
+        return np.where(dt > 0, weight * np.exp2(-np.maximum(dt, 0) / hl), weight)
+
     def has_node(self, node_type: str, node_id: str) -> bool:
         return self.node_index(node_type, node_id) is not None
 
@@ -294,6 +313,12 @@ class GraphStore(StoreLifecycle, ABC):
     @abstractmethod
     def _popularity_rows(self) -> list[tuple[str, float, int]]: ...
 
+    def _popularity_of(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """``(weight float64, t_ref int64)`` stored for each id, ``(0, 0)`` when it has none.
+        Generic over :meth:`_popularity_rows`; a backend may look the ids up directly."""
+        stored = {i: (w, t) for i, w, t in self._popularity_rows()}
+        return _weight_arrays([stored.get(i, _NO_POPULARITY) for i in ids])
+
     @abstractmethod
     def _node_index(self, node_type: str, node_id: str) -> int | None: ...
 
@@ -312,3 +337,14 @@ class GraphStore(StoreLifecycle, ABC):
 
     @abstractmethod
     def _close(self) -> None: ...
+
+
+_NO_POPULARITY = (0.0, 0)
+
+
+def _weight_arrays(pairs: list[tuple[float, int]]) -> tuple[np.ndarray, np.ndarray]:
+    """``[(w, t_ref)]`` → ``(w float64 [n], t_ref int64 [n])``."""
+    if not pairs:
+        return np.zeros(0, dtype=np.float64), np.zeros(0, dtype=np.int64)
+    weight, t_ref = zip(*pairs)
+    return np.array(weight, dtype=np.float64), np.array(t_ref, dtype=np.int64)

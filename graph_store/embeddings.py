@@ -14,22 +14,27 @@ backend) and this one (the in-memory backend). Everything public is importable f
 from __future__ import annotations
 
 import threading
+from collections import deque
 from collections.abc import Iterable
 
 import numpy as np
 
 from graph_store.embeddings_base import (
+    ChangedRows,
     EmbeddingDimError,
     EmbeddingStore,
     EmbeddingStoreError,
     InvalidEmbeddingsError,
     VersionedRows,
+    union_change_logs,
 )
 from graph_store.embeddings_codec import (
     DIM_PREFIX,
     FORMAT_VERSION,
     KEY_FORMAT,
     KEY_VERSION,
+    LOG_KEEP,
+    LOG_MAX_IDS,
     TYPE_CODE,
     VECTOR_PREFIX,
     decode_u32,
@@ -43,6 +48,7 @@ from graph_store.embeddings_codec import (
 from graph_store.embeddings_rocksdb import RocksDBEmbeddingStore
 
 __all__ = [
+    "ChangedRows",
     "DIM_PREFIX",
     "FORMAT_VERSION",
     "KEY_FORMAT",
@@ -73,6 +79,9 @@ class MemoryEmbeddingStore(EmbeddingStore):
         self._rows: dict[str, dict[str, np.ndarray]] = {t: {} for t in TYPE_CODE}
         self._dims: dict[str, int] = {}
         self._current: str | None = None
+        self._seq_no = 0
+        # (seq, {node_type: ids} or None when too many to list), the last LOG_KEEP commits
+        self._log: deque[tuple[int, dict[str, list[str]] | None]] = deque(maxlen=LOG_KEEP)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -84,11 +93,15 @@ class MemoryEmbeddingStore(EmbeddingStore):
     def _put_groups(self, groups: dict[str, tuple[Iterable[tuple[str, np.ndarray]], int]], version: str) -> None:
         staged = {t: ({node_id: np.array(row, dtype=np.float32) for node_id, row in items}, dim)
                   for t, (items, dim) in groups.items()}
+        written = {t: list(rows) for t, (rows, _) in staged.items()}
+        listed = written if sum(map(len, written.values())) <= LOG_MAX_IDS else None
         with self._lock:
             for node_type, (rows, dim) in staged.items():
                 self._rows[node_type].update(rows)
                 self._dims[node_type] = dim
             self._current = version
+            self._seq_no += 1
+            self._log.append((self._seq_no, listed))
 
     def _read_many(self, node_type: str, ids: list[str]) -> VersionedRows:
         with self._lock:
@@ -110,5 +123,20 @@ class MemoryEmbeddingStore(EmbeddingStore):
     def _version(self) -> str | None:
         return self._current
 
+    def _seq(self) -> int:
+        return self._seq_no
+
+    def _read_changes(self, since: int) -> ChangedRows | None:
+        with self._lock:
+            seq, version = self._seq_no, self._current
+            entries = [ids for s, ids in self._log if s > since]
+            if since > seq or len(entries) != seq - since or any(e is None for e in entries):
+                return None
+            wanted = union_change_logs(entries)
+            rows = {t: (ids, np.stack([self._rows[t][i] for i in ids]) if ids else
+                        np.zeros((0, self._dims.get(t, 0)), dtype=np.float32)) for t, ids in wanted.items()}
+        return ChangedRows(version, seq, rows)
+
     def _dim(self, node_type: str) -> int | None:
         return self._dims.get(node_type)
+

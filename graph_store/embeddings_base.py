@@ -39,6 +39,24 @@ class VersionedRows(NamedTuple):
     found: np.ndarray
 
 
+class ChangedRows(NamedTuple):
+    """What commits after some ``seq`` wrote: ``rows {node_type: (ids, vectors [n, dim])}``, the
+    current ``version`` and ``seq`` (commits so far; pass it to the next ``read_changes``)."""
+
+    version: str | None
+    seq: int
+    rows: dict[str, tuple[list[str], np.ndarray]]
+
+
+def union_change_logs(entries: Iterable[dict[str, list[str]]]) -> dict[str, list[str]]:
+    """Each node type's ids over several commits' change logs, each id once, first-written first."""
+    out: dict[str, dict[str, None]] = {}
+    for entry in entries:
+        for node_type, ids in entry.items():
+            out.setdefault(node_type, {}).update(dict.fromkeys(ids))
+    return {t: list(ids) for t, ids in out.items()}
+
+
 def _check_version(version: str) -> None:
     if not isinstance(version, str) or not version or len(version.encode()) > 1024:
         raise InvalidEmbeddingsError(f"version must be a non-empty str (<= 1 KiB), got {version!r}")
@@ -143,6 +161,27 @@ class EmbeddingStore(StoreLifecycle, ABC):
         _, ids, matrix = self.read_all(node_type)
         return ids, matrix
 
+    def seq(self) -> int:
+        """How many commits the store holds (0 when empty); each ``put_many``/``put_groups`` adds one."""
+        self._check_open()
+        return self._seq()
+
+    def read_changes(self, since: int) -> ChangedRows | None:
+        """The rows written by the commits after ``since`` (a ``seq`` seen earlier), at their
+        current values, with the current version and seq.
+
+        A follower calls this instead of :meth:`read_all` at each refresh, so its cost follows
+        what changed, not the table. None when those commits are no longer listed (more than the
+        kept log behind, a commit too large to list, or ``since`` ahead of this store: another
+        store at the same path): read everything with :meth:`read_all` then, taking
+        :meth:`seq` *before* it. Rows may be newer than the returned ``seq`` if a commit lands
+        between the reads; the next call returns them again, so a follower converges.
+        """
+        self._check_open()
+        if not isinstance(since, int) or isinstance(since, bool) or since < 0:
+            raise ValueError(f"since must be a seq (int >= 0) from seq() or read_changes(), got {since!r}")
+        return self._read_changes(since)
+
     def version(self) -> str | None:
         """The version of the last committed ``put_many`` (None on an empty store)."""
         self._check_open()
@@ -169,6 +208,12 @@ class EmbeddingStore(StoreLifecycle, ABC):
 
     @abstractmethod
     def _version(self) -> str | None: ...
+
+    @abstractmethod
+    def _seq(self) -> int: ...
+
+    @abstractmethod
+    def _read_changes(self, since: int) -> ChangedRows | None: ...
 
     @abstractmethod
     def _dim(self, node_type: str) -> int | None: ...

@@ -11,16 +11,29 @@ from pathlib import Path
 
 import numpy as np
 
-from graph_store.embeddings_base import EmbeddingStore, EmbeddingStoreError, VersionedRows
+from graph_store.embeddings_base import (
+    ChangedRows,
+    EmbeddingStore,
+    EmbeddingStoreError,
+    VersionedRows,
+    union_change_logs,
+)
 from graph_store.embeddings_codec import (
     FORMAT_VERSION,
     KEY_FORMAT,
+    KEY_SEQ,
     KEY_VERSION,
+    LOG_KEEP,
+    decode_change_log,
     decode_u32,
+    decode_u64,
     decode_vectors,
     dim_key,
+    encode_change_log,
     encode_u32,
+    encode_u64,
     encode_vector,
+    log_key,
     vector_key,
     vector_prefix,
 )
@@ -111,11 +124,19 @@ class RocksDBEmbeddingStore(EmbeddingStore):
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
+        written: dict[str, list[str]] = {}
         for node_type, (items, dim) in groups.items():
+            ids = written[node_type] = []
             for node_id, row in items:
                 batch.put(vector_key(node_type, node_id), encode_vector(row))
+                ids.append(node_id)
             batch.put(dim_key(node_type), encode_u32(dim))
         batch.put(KEY_VERSION, version.encode())
+        seq = self._seq() + 1  # one writer per path: nobody commits between this read and the write
+        batch.put(KEY_SEQ, encode_u64(seq))
+        batch.put(log_key(seq), encode_change_log(written))
+        if seq > LOG_KEEP:
+            batch.delete(log_key(seq - LOG_KEEP))
         try:
             self._db.write(batch, self._write_opt)
         except Exception as exc:
@@ -161,6 +182,28 @@ class RocksDBEmbeddingStore(EmbeddingStore):
     def _version(self) -> str | None:
         raw = self._db.get(KEY_VERSION)
         return None if raw is None else raw.decode()
+
+    def _seq(self) -> int:
+        raw = self._db.get(KEY_SEQ)
+        return 0 if raw is None else decode_u64(raw)
+
+    def _read_changes(self, since: int) -> ChangedRows | None:
+        head = self._db.get([KEY_VERSION, KEY_SEQ])
+        version = None if head[0] is None else head[0].decode()
+        seq = 0 if head[1] is None else decode_u64(head[1])
+        if since > seq or seq - since > LOG_KEEP:
+            return None
+        logs = self._db.get([log_key(s) for s in range(since + 1, seq + 1)]) if seq > since else []
+        entries = [None if raw is None else decode_change_log(raw) for raw in logs]
+        if any(e is None for e in entries):
+            return None
+        rows = {}
+        for node_type, ids in union_change_logs(entries).items():
+            read = self._read_many(node_type, ids)
+            if not read.found.all():  # listed rows are never deleted; a gap means another store
+                return None
+            rows[node_type] = (ids, read.vectors)
+        return ChangedRows(version, seq, rows)
 
     def _dim(self, node_type: str) -> int | None:
         raw = self._db.get(dim_key(node_type))

@@ -12,7 +12,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from graph_store.base import EdgeRows, GraphStore
+import numpy as np
+
+from graph_store.base import _NO_POPULARITY, EdgeRows, GraphStore, _weight_arrays
 from graph_store.batch import FOLLOW, UNFOLLOW, follow_outcome
 from graph_store.decay import add_decayed
 from graph_store.schema import (
@@ -203,6 +205,10 @@ class MemoryGraphStore(GraphStore):
 
     def _popularity_rows(self) -> list[tuple[str, float, int]]:
         return [(i, w, t) for i, (w, t) in self._pop.items()]
+
+    def _popularity_of(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        get = self._pop.get
+        return _weight_arrays([get(i, _NO_POPULARITY) for i in ids])
 
     def _node_index(self, node_type: str, node_id: str) -> int | None:
         return self._index[node_type].get(node_id)

@@ -252,3 +252,19 @@ def test_closed_store_refuses_calls(make_store):
     with pytest.raises(StoreClosedError):
         store.apply_one(Interaction("u", "i", "s", 0))
     store.close()  # closing twice is fine
+
+
+@pytest.mark.parametrize("half_life", [HL, math.inf])
+def test_item_popularity_of_equals_item_popularity(make_store, half_life):
+    """The vectorised read the scorer's prior uses, against the per-item one, at several times
+    (before, at and after the items' reference times), unknown ids giving 0."""
+    store = make_store(StoreSettings(half_life_ms=half_life))
+    store.apply_many([Interaction(f"u{k % 3}", f"i{k % 5}", f"s{k % 4}", 100 * k, kind=kind)
+                      for k, kind in enumerate(["view", "click", "cart", "purchase"] * 4)])
+    ids = [f"i{k}" for k in range(5)] + ["never-seen", "i0"]
+    for now in (0, 700, 1_500, 10_000):
+        expected = {n.node_id: n.weight for n in store.item_popularity(now)}
+        got = store.item_popularity_of(ids, now)
+        assert got.dtype.name == "float64" and got.shape == (len(ids),)
+        assert got.tolist() == pytest.approx([expected.get(i, 0.0) for i in ids], rel=1e-12, abs=0)
+    assert store.item_popularity_of([], 0).shape == (0,)

@@ -278,3 +278,131 @@ def test_put_groups_crash_in_a_later_group_leaves_the_previous_version(make_stor
     assert store.version() == "v1"
     np.testing.assert_array_equal(store.get_all("user")[1], u)
     assert store.get_all("item")[0] == items
+
+
+# ---- change log: a follower reads only what changed ------------------------------------
+class _Follower:
+    """What the scorer keeps: a full read once, then only :meth:`read_changes`."""
+
+    def __init__(self, store) -> None:
+        self.store = store
+        self.seq = store.seq()  # taken before the full read (see read_changes)
+        self.rows = {t: dict(zip(*store.read_all(t)[1:])) for t in ("user", "item")}
+        self.full_reads = 1
+
+    def poll(self) -> None:
+        changes = self.store.read_changes(self.seq)
+        if changes is None:
+            self._reread()
+            return
+        for node_type, (ids, matrix) in changes.rows.items():
+            self.rows[node_type].update(zip(ids, matrix))
+        self.seq = changes.seq
+
+    def _reread(self) -> None:
+        self.seq = self.store.seq()
+        self.rows = {t: dict(zip(*self.store.read_all(t)[1:])) for t in ("user", "item")}
+        self.full_reads += 1
+
+
+def _assert_follows(follower: _Follower) -> None:
+    for node_type in ("user", "item"):
+        _, ids, matrix = follower.store.read_all(node_type)
+        assert sorted(follower.rows[node_type]) == sorted(ids)
+        for node_id, row in zip(ids, matrix):
+            np.testing.assert_array_equal(follower.rows[node_type][node_id], row)
+
+
+def test_follower_of_the_change_log_equals_a_full_read(make_store) -> None:
+    """Oracle: after random commits (several per poll, ids rewritten across commits), a follower
+    that only reads changes holds exactly what a full read returns, without rereading."""
+    store = make_store()
+    follower = _Follower(store)
+    rng = np.random.default_rng(3)
+    for step in range(40):
+        groups = {}
+        for node_type in rng.choice(["user", "item"], size=rng.integers(1, 3), replace=False):
+            ids = sorted({f"{node_type[0]}{k}" for k in rng.integers(0, 30, size=rng.integers(0, 8))})
+            groups[str(node_type)] = (ids, rng.standard_normal((len(ids), 4)).astype(np.float32))
+        store.put_groups(groups, f"v{step}")
+        assert store.seq() == step + 1
+        if rng.random() < 0.5:
+            follower.poll()
+            assert follower.seq == store.seq()
+            _assert_follows(follower)
+    follower.poll()
+    _assert_follows(follower)
+    assert follower.full_reads == 1
+    changes = store.read_changes(store.seq())
+    assert changes is not None and changes.rows == {} and changes.version == "v39"
+
+
+def test_change_log_too_old_too_large_or_foreign_means_a_full_read(make_store, monkeypatch) -> None:
+    import graph_store.embeddings as memory_backend
+    from graph_store import embeddings_codec, embeddings_rocksdb
+
+    store = make_store()
+    ids, vectors = _table(10)
+    store.put_many("item", ids, vectors, "v0")
+    for k in range(embeddings_rocksdb.LOG_KEEP):
+        store.put_many("item", ids[:1], vectors[:1] + k, f"v{k + 1}")
+    assert store.read_changes(0) is None  # commit 1's log is gone: only the last LOG_KEEP are kept
+    assert store.read_changes(1).rows["item"][0] == ids[:1]
+    assert store.read_changes(store.seq() + 1) is None  # a seq this store never reached
+    with pytest.raises(ValueError, match="since must be a seq"):
+        store.read_changes(-1)
+    before = store.seq()
+    monkeypatch.setattr(embeddings_codec, "LOG_MAX_IDS", 5)
+    monkeypatch.setattr(memory_backend, "LOG_MAX_IDS", 5)
+    store.put_many("item", ids, vectors, "big")  # a rebuild-sized commit is not listed
+    assert store.read_changes(before) is None
+    follower = _Follower(store)
+    store.put_many("user", ids[:2], vectors[:2], "small")
+    follower.poll()
+    _assert_follows(follower)
+    assert follower.full_reads == 1
+
+
+def test_crash_mid_write_leaves_the_change_log_untouched(make_store) -> None:
+    store = make_store(lambda cls: _faulty(cls, after=3))
+    ids, vectors = _table(2)
+    store.put_many("user", ids, vectors, "v1")  # 2 rows: no fault
+    follower = _Follower(store)
+    more, more_v = _table(6, seed=1)
+    with pytest.raises(_Crash):
+        store.put_many("user", more, more_v, "v2")
+    assert store.seq() == 1
+    assert store.read_changes(1).rows == {}
+    follower.poll()
+    _assert_follows(follower)
+
+
+def test_secondary_reader_follows_the_change_log(tmp_path) -> None:
+    ids, v1 = _table(50)
+    writer = RocksDBEmbeddingStore(tmp_path / "emb")
+    writer.put_many("item", ids, v1, "v1")
+    reader = RocksDBEmbeddingStore.open_secondary(tmp_path / "emb", tmp_path / "secondary")
+    try:
+        follower = _Follower(reader)
+        writer.put_many("item", ids[:5], v1[:5] + 1, "v2")
+        writer.put_groups({"user": (ids[:3], v1[:3]), "item": (ids[40:], v1[40:] - 1)}, "v3")
+        follower.poll()
+        assert follower.seq == 1  # nothing new until the secondary catches up
+        reader.catch_up()
+        changes = reader.read_changes(1)
+        assert changes.version == "v3" and changes.seq == 3
+        assert changes.rows["item"][0] == ids[:5] + ids[40:] and changes.rows["user"][0] == ids[:3]
+        follower.poll()
+        _assert_follows(follower)
+        assert follower.full_reads == 1
+    finally:
+        reader.close()
+        writer.close()
+
+
+def test_change_log_codec_round_trip() -> None:
+    from graph_store.embeddings_codec import decode_change_log, encode_change_log
+
+    logged = {"user": ["a", "ü-2", ""], "item": [], "session": ["s" * 300]}
+    assert decode_change_log(encode_change_log(logged)) == logged
+    assert decode_change_log(b"") is None

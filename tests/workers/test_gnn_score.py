@@ -152,6 +152,39 @@ def test_split_commit_of_one_version_is_picked_up_on_the_next_poll(tmp_path: Pat
     asyncio.run(body())
 
 
+def test_follower_reads_only_changed_rows_and_holds_what_a_full_read_holds(tmp_path: Path):
+    """Oracle: after many refreshes, polled now and then, the scorer's user and item tables equal
+    a full read of the embedding store, although only the first poll read every row."""
+    events = _events(3000)
+    side = RefreshSide(tmp_path / "embeddings")
+    side.store.apply_many(events[:1500])
+    bundle = train_bundle(side.store, events[1499].ts, CFG)
+    publish(bundle, tmp_path / "models")
+    side.refresher = Refresher(bundle)
+    side.write(side.refresher.rebuild(side.store, events[1499].ts))
+
+    async def body() -> None:
+        loop = _score_loop(tmp_path)
+        loop.maybe_poll_embeddings(force=True)
+        for k, start in enumerate(range(1500, 3000, 100)):
+            side.store.apply_many(events[start:start + 100])
+            side.write(side.refresher.refresh(side.store, events[start + 99].ts))
+            if k % 3 == 2:
+                loop.maybe_poll_embeddings(force=True)
+        loop.maybe_poll_embeddings(force=True)
+        scorer, stats = loop.gnn.scorer, loop.gnn.stats
+        assert stats.full_reads == 1 and stats.reloads > 3 and stats.errors == 0
+        assert scorer.embedding_version == side.writer.version()
+        for node_type, table in (("user", scorer.users), ("item", scorer.items)):
+            _, ids, matrix = side.writer.read_all(node_type)
+            assert sorted(table.ids) == ids
+            rows = [table.row[i] for i in ids]
+            assert (table.matrix[rows] == matrix).all()
+        loop.gnn.close()
+
+    asyncio.run(body())
+
+
 def test_no_bundle_or_embeddings_yet_serves_the_baselines(tmp_path: Path):
     """GNN mode before the trainer and refresher have written anything, then embeddings of a
     model whose bundle file is missing: baselines keep answering, nothing raises."""

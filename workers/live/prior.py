@@ -31,9 +31,7 @@ PRIOR_GRID: tuple[float, ...] = (0.0, 0.1, 0.3, 1.0, 3.0, 10.0)
 
 def item_log_popularity(store: GraphStore, item_ids: Sequence[str], now_ms: int) -> np.ndarray:
     """``log(1 + pop)`` of each id at ``now_ms`` (0 for an item without popularity), float32."""
-    pop = {n.node_id: n.weight for n in store.item_popularity(now_ms)}
-    return np.log1p(np.fromiter((pop.get(i, 0.0) for i in item_ids), dtype=np.float64,
-                                count=len(item_ids))).astype(np.float32)
+    return np.log1p(store.item_popularity_of(item_ids, now_ms)).astype(np.float32)
 
 
 def edge_log_popularity(items: Tensor, weight: Tensor, n_items: int) -> Tensor:
