@@ -26,7 +26,7 @@ from graph_store.embeddings_base import (
     EmbeddingStoreError,
     InvalidEmbeddingsError,
     VersionedRows,
-    union_change_logs,
+    merge_changes,
 )
 from graph_store.embeddings_codec import (
     DIM_PREFIX,
@@ -80,8 +80,8 @@ class MemoryEmbeddingStore(EmbeddingStore):
         self._dims: dict[str, int] = {}
         self._current: str | None = None
         self._seq_no = 0
-        # (seq, {node_type: ids} or None when too many to list), the last LOG_KEEP commits
-        self._log: deque[tuple[int, dict[str, list[str]] | None]] = deque(maxlen=LOG_KEEP)
+        # (seq, {node_type: (ids, vectors)} or None when too many to keep), the last LOG_KEEP commits
+        self._log: deque[tuple[int, dict[str, tuple[list[str], np.ndarray]] | None]] = deque(maxlen=LOG_KEEP)
         self._lock = threading.Lock()
 
     def __repr__(self) -> str:
@@ -93,8 +93,10 @@ class MemoryEmbeddingStore(EmbeddingStore):
     def _put_groups(self, groups: dict[str, tuple[Iterable[tuple[str, np.ndarray]], int]], version: str) -> None:
         staged = {t: ({node_id: np.array(row, dtype=np.float32) for node_id, row in items}, dim)
                   for t, (items, dim) in groups.items()}
-        written = {t: list(rows) for t, (rows, _) in staged.items()}
-        listed = written if sum(map(len, written.values())) <= LOG_MAX_IDS else None
+        listed = None
+        if sum(len(rows) for rows, _ in staged.values()) <= LOG_MAX_IDS:
+            listed = {t: (list(rows), np.stack(list(rows.values())) if rows else np.zeros((0, dim), np.float32))
+                      for t, (rows, dim) in staged.items()}
         with self._lock:
             for node_type, (rows, dim) in staged.items():
                 self._rows[node_type].update(rows)
@@ -132,10 +134,8 @@ class MemoryEmbeddingStore(EmbeddingStore):
             entries = [ids for s, ids in self._log if s > since]
             if since > seq or len(entries) != seq - since or any(e is None for e in entries):
                 return None
-            wanted = union_change_logs(entries)
-            rows = {t: (ids, np.stack([self._rows[t][i] for i in ids]) if ids else
-                        np.zeros((0, self._dims.get(t, 0)), dtype=np.float32)) for t, ids in wanted.items()}
-        return ChangedRows(version, seq, rows)
+        return ChangedRows(version, seq, {t: (list(ids), vectors.copy())
+                                          for t, (ids, vectors) in merge_changes(entries).items()})
 
     def _dim(self, node_type: str) -> int | None:
         return self._dims.get(node_type)

@@ -48,13 +48,23 @@ class ChangedRows(NamedTuple):
     rows: dict[str, tuple[list[str], np.ndarray]]
 
 
-def union_change_logs(entries: Iterable[dict[str, list[str]]]) -> dict[str, list[str]]:
-    """Each node type's ids over several commits' change logs, each id once, first-written first."""
-    out: dict[str, dict[str, None]] = {}
+def merge_changes(entries: Iterable[dict[str, tuple[list[str], np.ndarray]]]) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Several commits' ``{node_type: (ids, vectors)}`` in commit order → each id once, with the
+    vector of the last commit that wrote it."""
+    grouped: dict[str, list[tuple[list[str], np.ndarray]]] = {}
     for entry in entries:
-        for node_type, ids in entry.items():
-            out.setdefault(node_type, {}).update(dict.fromkeys(ids))
-    return {t: list(ids) for t, ids in out.items()}
+        for node_type, pair in entry.items():
+            grouped.setdefault(node_type, []).append(pair)
+    out = {}
+    for node_type, pairs in grouped.items():
+        if len(pairs) == 1:
+            out[node_type] = pairs[0]
+            continue
+        ids = [i for group, _ in pairs for i in group]
+        last = {node_id: k for k, node_id in enumerate(ids)}  # later commits overwrite
+        rows = np.fromiter(last.values(), dtype=np.int64, count=len(last))
+        out[node_type] = (list(last), np.concatenate([v for _, v in pairs])[rows])
+    return out
 
 
 def _check_version(version: str) -> None:
@@ -174,8 +184,7 @@ class EmbeddingStore(StoreLifecycle, ABC):
         what changed, not the table. None when those commits are no longer listed (more than the
         kept log behind, a commit too large to list, or ``since`` ahead of this store: another
         store at the same path): read everything with :meth:`read_all` then, taking
-        :meth:`seq` *before* it. Rows may be newer than the returned ``seq`` if a commit lands
-        between the reads; the next call returns them again, so a follower converges.
+        :meth:`seq` *before* it (a commit landing during the full read is then read again).
         """
         self._check_open()
         if not isinstance(since, int) or isinstance(since, bool) or since < 0:

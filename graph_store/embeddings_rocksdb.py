@@ -16,7 +16,7 @@ from graph_store.embeddings_base import (
     EmbeddingStore,
     EmbeddingStoreError,
     VersionedRows,
-    union_change_logs,
+    merge_changes,
 )
 from graph_store.embeddings_codec import (
     FORMAT_VERSION,
@@ -124,12 +124,15 @@ class RocksDBEmbeddingStore(EmbeddingStore):
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
-        written: dict[str, list[str]] = {}
+        written: dict[str, tuple[list[str], bytes, int]] = {}
         for node_type, (items, dim) in groups.items():
-            ids = written[node_type] = []
+            ids, blobs = [], []
             for node_id, row in items:
-                batch.put(vector_key(node_type, node_id), encode_vector(row))
+                blob = encode_vector(row)
+                batch.put(vector_key(node_type, node_id), blob)
                 ids.append(node_id)
+                blobs.append(blob)
+            written[node_type] = (ids, b"".join(blobs), dim)
             batch.put(dim_key(node_type), encode_u32(dim))
         batch.put(KEY_VERSION, version.encode())
         seq = self._seq() + 1  # one writer per path: nobody commits between this read and the write
@@ -194,16 +197,14 @@ class RocksDBEmbeddingStore(EmbeddingStore):
         if since > seq or seq - since > LOG_KEEP:
             return None
         logs = self._db.get([log_key(s) for s in range(since + 1, seq + 1)]) if seq > since else []
-        entries = [None if raw is None else decode_change_log(raw) for raw in logs]
+        try:
+            entries = [None if raw is None else decode_change_log(raw) for raw in logs]
+        except (ValueError, KeyError) as exc:
+            raise StoreCorruptedError(f"change log in {self.path} does not decode ({exc}); move the dir "
+                                      "aside and let the refresh worker rewrite it") from None
         if any(e is None for e in entries):
             return None
-        rows = {}
-        for node_type, ids in union_change_logs(entries).items():
-            read = self._read_many(node_type, ids)
-            if not read.found.all():  # listed rows are never deleted; a gap means another store
-                return None
-            rows[node_type] = (ids, read.vectors)
-        return ChangedRows(version, seq, rows)
+        return ChangedRows(version, seq, merge_changes(entries))
 
     def _dim(self, node_type: str) -> int | None:
         raw = self._db.get(dim_key(node_type))

@@ -403,6 +403,16 @@ def test_secondary_reader_follows_the_change_log(tmp_path) -> None:
 def test_change_log_codec_round_trip() -> None:
     from graph_store.embeddings_codec import decode_change_log, encode_change_log
 
-    logged = {"user": ["a", "ü-2", ""], "item": [], "session": ["s" * 300]}
-    assert decode_change_log(encode_change_log(logged)) == logged
+    users, u = _table(3, d=5)
+    long_id = ["s" * 300]
+    logged = {"user": (["a", "ü-2", ""], u), "item": ([], np.zeros((0, 2), np.float32)),
+              "session": (long_id, u[:1])}
+    raw = encode_change_log({t: (ids, b"".join(map(encode_vector, v)), v.shape[1]) for t, (ids, v) in logged.items()})
+    back = decode_change_log(raw)
+    assert list(back) == list(logged)
+    for node_type, (ids, vectors) in logged.items():
+        assert back[node_type][0] == ids
+        np.testing.assert_array_equal(back[node_type][1], vectors)
     assert decode_change_log(b"") is None
+    with pytest.raises(ValueError, match="promises"):
+        decode_change_log(raw[:-4])
