@@ -32,6 +32,7 @@ import orjson
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.events import Interaction
+from stream.producer import DEFAULT_LINGER_MS
 from workers.launch import WorkerProcess, metric_sum
 from workers.settings import WorkerSettings
 
@@ -51,6 +52,11 @@ def add_parser(bsub) -> None:
                    help="worker: `gnnrec worker refresh` keeps embeddings fresh; once: this process writes "
                         "one full rebuild after training (scoring cost alone, embeddings never refreshed)")
     b.add_argument("--refresh-interval-s", type=float, default=2.0)
+    b.add_argument("--producer-linger-ms", type=int,
+                   default=int(os.environ.get("GNNREC_BENCH_PRODUCER_LINGER_MS", DEFAULT_LINGER_MS)),
+                   help="linger of the producing service this bench plays (default: EventProducer's); "
+                        "on Tansu every produce request and every stored batch costs broker CPU "
+                        "(env GNNREC_BENCH_PRODUCER_LINGER_MS)")
     b.add_argument("--lightgcn-epochs", type=int, default=10)
     b.add_argument("--seed", type=int, default=7)
     b.add_argument("--data-dir", type=Path, default=None, help="worker dirs and logs (default: a temp dir)")
@@ -66,13 +72,14 @@ def _pct(data: list[float], q: float) -> float | None:
 
 
 async def _produce(bootstrap: str, settings: WorkerSettings, events: list, *, rate: float | None,
-                   live_ts: bool, mark: dict | None = None, mark_at: int = 0) -> tuple[int, float]:
+                   live_ts: bool, mark: dict | None = None, mark_at: int = 0,
+                   linger_ms: int = DEFAULT_LINGER_MS) -> tuple[int, float]:
     """Send ``events`` (paced at ``rate`` if given); returns (sent, seconds) from event ``mark_at``.
 
     ``mark["ts"]`` / ``mark["t"]`` get the timestamp (ms) and monotonic time at which event
     ``mark_at`` is stamped: events from there on are the measured ones."""
     from stream.producer import EventProducer
-    producer = EventProducer(bootstrap, settings.topics())
+    producer = EventProducer(bootstrap, settings.topics(), linger_ms=linger_ms)
     await producer.start()
     started = measured = time.monotonic()
     try:
@@ -213,7 +220,8 @@ async def _bench(args, bootstrap: str, workdir: Path, broker_pid: int | None = N
         gc.freeze()
         warm_from = int(time.time() * 1000)
         producer = asyncio.create_task(_produce(bootstrap, settings, live, rate=args.rate, live_ts=True,
-                                                mark=mark, mark_at=n_warmup))
+                                                mark=mark, mark_at=n_warmup,
+                                                linger_ms=args.producer_linger_ms))
         expected = sum(2 if isinstance(e, Interaction) else 1 for e in live[n_warmup:])
         got, idle_since, cpu_before = 0, None, None
         while True:
@@ -251,7 +259,7 @@ async def _bench(args, bootstrap: str, workdir: Path, broker_pid: int | None = N
             await asyncio.to_thread(w.stop)
     emb = sorted(v for _, v in versions if v)
     return {
-        "rate_eps": args.rate, "achieved_rate_eps": round(sent / produce_s, 1), "seconds": args.seconds,
+        "rate_eps": args.rate, "producer_linger_ms": args.producer_linger_ms, "achieved_rate_eps": round(sent / produce_s, 1), "seconds": args.seconds,
         "events": sent, "recommendations": got, "expected_recommendations": expected,
         "p50_ms": _pct(lat_consumed, 0.5), "p99_ms": _pct(lat_consumed, 0.99), "max_ms": _pct(lat_consumed, 1.0),
         "emitted_p50_ms": _pct(lat_emitted, 0.5), "emitted_p99_ms": _pct(lat_emitted, 0.99),

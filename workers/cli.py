@@ -55,6 +55,9 @@ def _add_stream_parsers(sub) -> None:
                    default=_env("GNNREC_LIVE_TIMESTAMPS", "0") == "1",
                    help="stamp events with the send time (env GNNREC_LIVE_TIMESTAMPS=1)")
     p.add_argument("--seed", type=int, default=int(_env("GNNREC_SEED", 7)), help="simulator seed (env GNNREC_SEED)")
+    p.add_argument("--linger-ms", type=int, default=int(_env("GNNREC_PRODUCER_LINGER_MS", 20)),
+                   help="producer batching delay (env GNNREC_PRODUCER_LINGER_MS; 20 costs the embedded "
+                        "broker far less than 5, see stream/producer.py)")
     p.add_argument("--no-progress", action="store_true")
     add_settings_arguments(p, WorkerSettings)
 
@@ -126,7 +129,7 @@ async def _produce(args, settings: WorkerSettings) -> dict:
         from stream.simulator import Simulator, SimulatorSettings
         events = Simulator(SimulatorSettings(seed=args.seed)).events(
             start_ms=int(time.time() * 1000), n=args.simulate, step_ms=1)
-    producer = EventProducer(bootstrap, settings.topics())
+    producer = EventProducer(bootstrap, settings.topics(), linger_ms=args.linger_ms)
     await producer.start()
     try:
         stats = await replay(events, producer, rate_eps=args.rate, limit=args.limit,
