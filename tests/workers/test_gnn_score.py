@@ -44,6 +44,17 @@ class RefreshSide:
         self.writer = RocksDBEmbeddingStore(path)
         self.refresher: Refresher | None = None
 
+    @classmethod
+    def published(cls, tmp_path: Path, warm: list) -> "RefreshSide":
+        """A side that trained and published a bundle on ``warm`` and wrote its full rebuild."""
+        side = cls(tmp_path / "embeddings")
+        side.store.apply_many(warm)
+        bundle = train_bundle(side.store, warm[-1].ts, CFG)
+        publish(bundle, tmp_path / "models")
+        side.refresher = Refresher(bundle)
+        side.write(side.refresher.rebuild(side.store, warm[-1].ts))
+        return side
+
     def write(self, result: RefreshResult, only: tuple[str, ...] = ("user", "item")) -> str:
         version = f"{result.embedding_version}/w{result.watermark_ms}"
         for node_type in only:
@@ -125,12 +136,7 @@ def test_split_commit_of_one_version_is_picked_up_on_the_next_poll(tmp_path: Pat
     """A writer that commits users and items separately under one version: a poll between the
     two commits serves new users + old items; the next poll re-reads and gets the items."""
     events = _events(2000)
-    side = RefreshSide(tmp_path / "embeddings")
-    side.store.apply_many(events[:1500])
-    bundle = train_bundle(side.store, events[1499].ts, CFG)
-    publish(bundle, tmp_path / "models")
-    side.refresher = Refresher(bundle)
-    side.write(side.refresher.rebuild(side.store, events[1499].ts))
+    side = RefreshSide.published(tmp_path, events[:1500])
     side.store.apply_many(events[1500:])
     result = side.refresher.refresh(side.store, events[-1].ts)
     new_items = [i for i in result.rows["item"][0]]
@@ -156,12 +162,7 @@ def test_follower_reads_only_changed_rows_and_holds_what_a_full_read_holds(tmp_p
     """Oracle: after many refreshes, polled now and then, the scorer's user and item tables equal
     a full read of the embedding store, although only the first poll read every row."""
     events = _events(3000)
-    side = RefreshSide(tmp_path / "embeddings")
-    side.store.apply_many(events[:1500])
-    bundle = train_bundle(side.store, events[1499].ts, CFG)
-    publish(bundle, tmp_path / "models")
-    side.refresher = Refresher(bundle)
-    side.write(side.refresher.rebuild(side.store, events[1499].ts))
+    side = RefreshSide.published(tmp_path, events[:1500])
 
     async def body() -> None:
         loop = _score_loop(tmp_path)
