@@ -142,6 +142,7 @@ class ScoreLoop:
             self.gnn.close()
 
     def close(self) -> None:
+        self.freezer.close()
         self.store.close()
 
     def maybe_poll_embeddings(self, *, force: bool = False) -> None:
