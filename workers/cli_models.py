@@ -96,11 +96,22 @@ def _budget(args, module) -> dict:
     return {"budget_seconds": args.max_train_seconds}
 
 
+def _env_int(name: str) -> int | None:
+    raw = os.environ.get(name)
+    return None if raw in (None, "") else int(raw)
+
+
+def _offline_seed(args) -> int:
+    return 2020 if args.seed is None else args.seed
+
+
 def _common(p) -> None:
     p.add_argument("--device", default=os.environ.get("GNNREC_DEVICE", "cpu"), choices=("cpu", "cuda"),
                    help="env GNNREC_DEVICE")
     p.add_argument("--epochs", type=int, default=None, help="default: the model's full schedule")
-    p.add_argument("--seed", type=int, default=int(os.environ.get("GNNREC_SEED", 2020)))
+    p.add_argument("--seed", type=int, default=_env_int("GNNREC_SEED"),
+                   help="env GNNREC_SEED; default 2020 for offline training and evaluation, and for "
+                        "--stream the live trainer's own default (0)")
     p.add_argument("--no-progress", action="store_true")
     p.add_argument("--max-train-seconds", type=float, default=_env_float("GNNREC_MAX_TRAIN_SECONDS"),
                    help="stop training after the epoch that reaches this budget; the report says how many "
@@ -127,7 +138,7 @@ def run_train(args) -> int:
     module = model_module(args.model)
     check_dataset(module, args.model, args.dataset)
     path, report = module.train(args.dataset, epochs=args.epochs, device=args.device, out=args.out,
-                                seed=args.seed, progress=not args.no_progress, **_budget(args, module))
+                                seed=_offline_seed(args), progress=not args.no_progress, **_budget(args, module))
     print(json.dumps({"checkpoint": str(path), **report.to_dict()}))
     return 0
 
@@ -145,12 +156,12 @@ def run_eval(args) -> int:
     if args.baseline:
         module = baseline_module(args.baseline)
         check_dataset(module, args.baseline, args.dataset)
-        report = module.evaluate(args.dataset, seed=args.seed)
+        report = module.evaluate(args.dataset, seed=_offline_seed(args))
     else:
         module = model_module(args.model)
         check_dataset(module, args.model, args.dataset)
         report = module.evaluate(args.dataset, checkpoint=args.checkpoint, device=args.device,
-                                 epochs=args.epochs, seed=args.seed, progress=not args.no_progress,
+                                 epochs=args.epochs, seed=_offline_seed(args), progress=not args.no_progress,
                                  **_budget(args, module))
     if args.record is not None:
         report.save(args.record, _command_line())
@@ -177,7 +188,7 @@ def run_stream_eval(args) -> int:
         baseline = BaselineSettings() if args.half_life_hours is None else BaselineSettings(
             half_life_ms=_positive(args.half_life_hours, "--half-life-hours") * 3_600_000)
         report = evaluate_stream(args.dataset, systems=systems, limit=args.limit, settings=settings,
-                                 baseline=baseline, gnn_overrides=overrides)
+                                 baseline=baseline, gnn_overrides=overrides, train_seed=getattr(args, "seed", None))
     except (ValueError, GNNUnavailableError) as exc:
         args.eval_parser.error(str(exc))
     report["command"] = _command_line()

@@ -319,3 +319,20 @@ def test_training_budget_is_refused_for_models_without_one(capsys) -> None:
     from workers.cli_models import main
     with pytest.raises(SystemExit, match="model 'sage' has no training budget; use --epochs"):
         main(["train", "--model", "sage", "--dataset", "gowalla_inductive", "--max-train-seconds", "5"])
+
+
+def test_train_seed_reaches_every_gnn_system_and_only_when_given():
+    from workers.live.train import LiveTrainConfig
+    from workers.stream_eval.gnn_systems import build_gnn_system
+
+    for name in ("live", "static", "live_no_decay"):
+        seeded = build_gnn_system(name, "next_item", half_life_ms=3_600_000.0, train_seed=7)
+        assert seeded.engine.settings.train.seed == 7
+        assert seeded.engine.settings.train == replace_seed(LiveTrainConfig(), 7)
+        default = build_gnn_system(name, "next_item", half_life_ms=3_600_000.0)
+        assert default.engine.settings.train.seed == LiveTrainConfig().seed
+
+
+def replace_seed(cfg, seed):
+    import dataclasses
+    return dataclasses.replace(cfg, seed=seed)

@@ -111,12 +111,14 @@ class EngineSystem:
 
 
 def build_gnn_system(name: str, task: Task, *, half_life_ms: float, settings: Any = None,
-                     overrides: Mapping[str, int] | None = None, store: GraphStore | None = None) -> EngineSystem:
+                     overrides: Mapping[str, int] | None = None, store: GraphStore | None = None,
+                     train_seed: int | None = None) -> EngineSystem:
     """``live``, ``static`` or ``live_no_decay`` over a new ``LiveEngine``.
 
     ``settings`` is a ``LiveSettings`` (default: its defaults), with ``overrides`` of its
     top-level fields (``refresh_every_ms``, ``retrain_every_ms``) applied; ``store`` defaults
-    to a memory store with ``half_life_ms`` (∞ for ``live_no_decay``).
+    to a memory store with ``half_life_ms`` (∞ for ``live_no_decay``); ``train_seed`` replaces
+    the training config's seed.
     """
     if name not in GNN_SYSTEMS:
         raise ValueError(f"unknown GNN system {name!r}; choose one of {', '.join(GNN_SYSTEMS)}")
@@ -132,5 +134,7 @@ def build_gnn_system(name: str, task: Task, *, half_life_ms: float, settings: An
         hl = math.inf if name == "live_no_decay" else half_life_ms
         store = MemoryGraphStore(StoreSettings(half_life_ms=hl))
     settings = replace(settings if settings is not None else LiveSettings(), **dict(overrides or {}))
+    if train_seed is not None:
+        settings = replace(settings, train=replace(settings.train, seed=train_seed))
     engine = LiveEngine(settings, store, refresh=updates, retrain=updates)
     return EngineSystem(name, engine, task, refresh=updates, retrain=updates)

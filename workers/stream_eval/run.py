@@ -32,13 +32,14 @@ def gnn_schedule(events: Sequence[Any], warmup_fraction: float) -> dict[str, int
 
 
 def build_systems(names: Sequence[str], dataset: StreamDataset, baseline: BaselineSettings,
-                  gnn_overrides: Mapping[str, int] | None = None) -> list[System]:
+                  gnn_overrides: Mapping[str, int] | None = None, *, train_seed: int | None = None) -> list[System]:
     unknown = [n for n in names if n not in ALL_SYSTEMS]
     if unknown:
         raise ValueError(f"unknown system(s) {unknown}; choose from {', '.join(ALL_SYSTEMS)}")
     if "followee" in names and not dataset.has_follows:
         raise ValueError(f"'followee' needs follow events; {dataset.name} has none")
-    return [build_gnn_system(n, dataset.task, half_life_ms=baseline.half_life_ms, overrides=gnn_overrides)
+    return [build_gnn_system(n, dataset.task, half_life_ms=baseline.half_life_ms, overrides=gnn_overrides,
+                             train_seed=train_seed)
             if n in GNN_SYSTEMS
             else build_baseline(n, baseline) for n in names]
 
@@ -46,18 +47,20 @@ def build_systems(names: Sequence[str], dataset: StreamDataset, baseline: Baseli
 def evaluate_stream(name: str, *, systems: Sequence[str] | None = None, limit: int | None = None,
                     data_dir: Path | None = None, settings: PrequentialSettings = PrequentialSettings(),
                     baseline: BaselineSettings = BaselineSettings(),
-                    gnn_overrides: Mapping[str, int] | None = None,
+                    gnn_overrides: Mapping[str, int] | None = None, train_seed: int | None = None,
                     timer: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
     """Load ``name``, replay it through ``systems`` (default :func:`default_systems`), report.
 
     ``gnn_overrides`` replace ``LiveSettings`` fields of the GNN systems (e.g.
     ``{"retrain_every_ms": 86_400_000}``). The report: ``dataset``, ``task``, ``events``, ``warmup_events``, ``scored``, ``k``,
     ``learn_every`` and ``systems`` (per system ``hr@k``, ``mrr@k``, ``scored``, ``seconds``).
+    ``train_seed`` seeds the GNN systems' training (default: ``LiveTrainConfig``'s), so a gap
+    between systems can be told from the luck of one initialisation.
     """
     dataset = load_dataset(name, data_dir=data_dir, limit=limit)
     names = list(systems) if systems else default_systems(dataset)
     schedule = {**gnn_schedule(dataset.events, settings.warmup_fraction), **dict(gnn_overrides or {})}
-    built = build_systems(names, dataset, baseline, schedule)
+    built = build_systems(names, dataset, baseline, schedule, train_seed=train_seed)
     result = run_prequential(dataset.events, built, settings, timer=timer)
     systems_out = result.systems_dict()
     for system in built:
