@@ -131,7 +131,7 @@ class MemoryEmbeddingStore(EmbeddingStore):
     def _read_changes(self, since: int) -> ChangedRows | None:
         with self._lock:
             seq, version = self._seq_no, self._current
-            entries = [ids for s, ids in self._log if s > since]
+            entries = [entry for s, entry in self._log if s > since]
             if since > seq or len(entries) != seq - since or any(e is None for e in entries):
                 return None
         return ChangedRows(version, seq, {t: (list(ids), vectors.copy())
@@ -139,4 +139,3 @@ class MemoryEmbeddingStore(EmbeddingStore):
 
     def _dim(self, node_type: str) -> int | None:
         return self._dims.get(node_type)
-

@@ -86,8 +86,8 @@ def log_key(seq: int) -> bytes:
     return LOG_PREFIX + _U64.pack(seq)
 
 
-def encode_change_log(groups: dict[str, tuple[list[str], bytes, int]]) -> bytes:
-    """One commit's rows ``{node_type: (ids, vectors as encode_vector bytes joined, dim)}``, or
+def encode_change_log(groups: dict[str, tuple[list[str], list[bytes], int]]) -> bytes:
+    """One commit's rows ``{node_type: (ids, each row's encode_vector bytes, dim)}``, or
     ``b""`` when they are too many to keep twice (a full rebuild: readers read everything).
 
     Layout: a u32 header length, the header (JSON: ``[[type code, ids, dim], ...]``), then
@@ -98,7 +98,7 @@ def encode_change_log(groups: dict[str, tuple[list[str], bytes, int]]) -> bytes:
     if sum(len(ids) for ids, _, _ in groups.values()) > LOG_MAX_IDS:
         return b""
     header = orjson.dumps([[TYPE_CODE[t].decode(), ids, dim] for t, (ids, _, dim) in groups.items()])
-    return b"".join([_U32.pack(len(header)), header, *(blob for _, blob, _ in groups.values())])
+    return b"".join([_U32.pack(len(header)), header, *(b for _, blobs, _ in groups.values() for b in blobs)])
 
 
 _TYPE_OF = {code.decode(): t for t, code in TYPE_CODE.items()}

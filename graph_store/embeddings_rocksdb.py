@@ -124,7 +124,7 @@ class RocksDBEmbeddingStore(EmbeddingStore):
         import rocksdict
 
         batch = rocksdict.WriteBatch(raw_mode=True)
-        written: dict[str, tuple[list[str], bytes, int]] = {}
+        written: dict[str, tuple[list[str], list[bytes], int]] = {}
         for node_type, (items, dim) in groups.items():
             ids, blobs = [], []
             for node_id, row in items:
@@ -132,7 +132,7 @@ class RocksDBEmbeddingStore(EmbeddingStore):
                 batch.put(vector_key(node_type, node_id), blob)
                 ids.append(node_id)
                 blobs.append(blob)
-            written[node_type] = (ids, b"".join(blobs), dim)
+            written[node_type] = (ids, blobs, dim)
             batch.put(dim_key(node_type), encode_u32(dim))
         batch.put(KEY_VERSION, version.encode())
         seq = self._seq() + 1  # one writer per path: nobody commits between this read and the write

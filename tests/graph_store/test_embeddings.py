@@ -407,7 +407,7 @@ def test_change_log_codec_round_trip() -> None:
     long_id = ["s" * 300]
     logged = {"user": (["a", "ü-2", ""], u), "item": ([], np.zeros((0, 2), np.float32)),
               "session": (long_id, u[:1])}
-    raw = encode_change_log({t: (ids, b"".join(map(encode_vector, v)), v.shape[1]) for t, (ids, v) in logged.items()})
+    raw = encode_change_log({t: (ids, list(map(encode_vector, v)), v.shape[1]) for t, (ids, v) in logged.items()})
     back = decode_change_log(raw)
     assert list(back) == list(logged)
     for node_type, (ids, vectors) in logged.items():

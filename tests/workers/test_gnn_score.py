@@ -74,12 +74,8 @@ def _score_loop(tmp_path: Path, **kw) -> ScoreLoop:
 def test_gnn_recs_carry_versions_and_a_hot_swap_loses_no_recommendation(tmp_path: Path):
     events = _events(4000)
     warm, live = events[:2000], events[2000:]
-    side = RefreshSide(tmp_path / "embeddings")
-    side.store.apply_many(warm)
-    first = train_bundle(side.store, warm[-1].ts, CFG)
-    publish(first, tmp_path / "models")
-    side.refresher = Refresher(first)
-    side.write(side.refresher.rebuild(side.store, warm[-1].ts))
+    side = RefreshSide.published(tmp_path, warm)
+    first = side.refresher.bundle
     swap_at = 900
     served: list[tuple[int, object]] = []
 
