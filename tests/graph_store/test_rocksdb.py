@@ -98,6 +98,30 @@ def test_one_big_batch_writes_the_same_bytes_as_event_by_event(tmp_path):
     assert dumps[0] == dumps[1]
 
 
+
+def test_write_counters_count_each_key_of_a_commit(tmp_path):
+    """``keys_written`` / ``write_seconds`` (read by the ingest bench) cover exactly the commits:
+    one commit on a fresh store writes each of its keys once (no deletes: nothing to unfollow),
+    so it counts the keys it added plus those of opening's it changed (the counters)."""
+    def dump():
+        raw = rocksdict.Rdict(str(tmp_path / "g"), RocksDBOptions().to_options())
+        try:
+            return dict(raw.items())
+        finally:
+            raw.close()
+
+    RocksDBGraphStore(tmp_path / "g", SETTINGS).close()
+    at_open = dump()
+    records = _stream(400)
+    with RocksDBGraphStore(tmp_path / "g", SETTINGS) as store:
+        assert (store.keys_written, store.write_seconds) == (0, 0.0)
+        store.apply_many([r.value for r in records], next_offsets(records))
+        written, seconds = store.keys_written, store.write_seconds
+    after = dump()
+    changed = [k for k, v in after.items() if at_open.get(k) != v]
+    assert written == len(changed) > len(records)
+    assert seconds > 0
+
 CRASHING_WRITER = textwrap.dedent(
     """
     import json, os, sys
