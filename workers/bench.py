@@ -99,7 +99,8 @@ async def ingest_eps(bootstrap: str, topic: str, n: int, partitions: int, data_d
             got = await loop.run_once()
             if got and first is None:  # the clock starts after the first batch, as in raw_consume_eps
                 first, counted = time.perf_counter(), loop.applied
-                stages0, write0, keys0 = dict(loop.stage_seconds), loop.store.write_seconds, loop.store.keys_written
+                stages0 = dict(loop.stage_seconds)
+                write0, keys0 = loop.store.write_seconds, loop.store.keys_written
         elapsed = time.perf_counter() - first
         counts = loop.store.counts()
         if counts.interactions != n:
@@ -138,8 +139,8 @@ def run_ingest(args) -> int:
         asyncio.run(fill_topic(handle.bootstrap, topic, args.events))
         fill_s = time.perf_counter() - t0
         raw = asyncio.run(raw_consume_eps(handle.bootstrap, topic, args.events, args.partitions))
-        ours, stage_us = asyncio.run(ingest_eps(handle.bootstrap, topic, args.events, args.partitions, tmp / "ingest",
-                                      args.batch_max))
+        ours, stage_us = asyncio.run(ingest_eps(handle.bootstrap, topic, args.events, args.partitions,
+                                                tmp / "ingest", args.batch_max))
         naive = naive_faust_eps(handle.bootstrap, topic, min(args.naive_events, args.events), tmp / "naive")
     finally:
         handle.stop()

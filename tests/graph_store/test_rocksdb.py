@@ -98,7 +98,6 @@ def test_one_big_batch_writes_the_same_bytes_as_event_by_event(tmp_path):
     assert dumps[0] == dumps[1]
 
 
-
 def test_write_counters_count_each_key_of_a_commit(tmp_path):
     """``keys_written`` / ``write_seconds`` (read by the ingest bench) cover exactly the commits:
     one commit on a fresh store writes each of its keys once (no deletes: nothing to unfollow),
@@ -121,6 +120,7 @@ def test_write_counters_count_each_key_of_a_commit(tmp_path):
     changed = [k for k, v in after.items() if at_open.get(k) != v]
     assert written == len(changed) > len(records)
     assert seconds > 0
+
 
 CRASHING_WRITER = textwrap.dedent(
     """

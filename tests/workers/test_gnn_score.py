@@ -220,12 +220,7 @@ def test_batched_answers_equal_per_event_answers(tmp_path: Path):
 
     events = _events(3000)
     warm, live = events[:2000], events[2000:2600]
-    side = RefreshSide(tmp_path / "embeddings")
-    side.store.apply_many(warm)
-    bundle = train_bundle(side.store, warm[-1].ts, CFG)
-    publish(bundle, tmp_path / "models")
-    side.refresher = Refresher(bundle)
-    side.write(side.refresher.rebuild(side.store, warm[-1].ts))
+    RefreshSide.published(tmp_path, warm)
 
     async def body() -> tuple[list, list]:
         batched, single = _score_loop(tmp_path / "a"), _score_loop(tmp_path / "b")
