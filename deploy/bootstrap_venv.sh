@@ -46,4 +46,5 @@ if [ ! -f .venv/.installed ] || [ pyproject.toml -nt .venv/.installed ]; then
         || .venv/bin/python -m pip install -q --no-deps --config-settings editable_mode=compat -e .
     touch .venv/.installed
 fi
+bash "$root/deploy/build_native.sh"
 echo "gnnrec: .venv ready (deps from $deps)" >&2

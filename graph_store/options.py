@@ -7,6 +7,7 @@ from typing import Literal
 __all__ = ["RocksDBOptions"]
 
 Compression = Literal["none", "snappy", "lz4", "zstd", "zlib"]
+Memtable = Literal["skiplist", "vector"]
 
 
 @dataclass(frozen=True)
@@ -28,6 +29,12 @@ class RocksDBOptions:
         sync_writes: fsync the WAL on every commit. False survives a process crash but may
             lose the last commits on an OS crash; they are then re-read from Kafka because
             the offsets are in the same commits.
+        memtable: ``skiplist`` (RocksDB's default) or ``vector``. A vector memtable appends
+            each write and sorts once when it is flushed: a write costs ~0.1-0.3 µs a key
+            instead of ~1-1.3 µs (measured with rocksdict on this machine), but every read
+            that reaches an unflushed memtable sorts a copy of it. Only for a store that
+            writes in bulk and reads almost nothing from RocksDB: the native ingest store
+            (:mod:`graph_store.native`), which keeps its whole state in memory.
         cache_size: entries of each in-memory cache (id -> index per node type, session
             states, item popularity). The writer is the only one changing the store and
             updates the caches after each commit, so they are exact; a full cache is cleared.
@@ -42,6 +49,7 @@ class RocksDBOptions:
     memtable_bloom_ratio: float = 0.1
     max_background_jobs: int = 2
     sync_writes: bool = False
+    memtable: Memtable = "skiplist"
     cache_size: int = 1_000_000
 
     def __post_init__(self) -> None:
@@ -58,6 +66,8 @@ class RocksDBOptions:
             raise ValueError(
                 f"RocksDBOptions.memtable_bloom_ratio must be in [0, 0.25], got {self.memtable_bloom_ratio}"
             )
+        if self.memtable not in ("skiplist", "vector"):
+            raise ValueError(f"RocksDBOptions.memtable must be skiplist or vector, got {self.memtable!r}")
         if self.compression not in ("none", "snappy", "lz4", "zstd", "zlib"):
             raise ValueError(
                 f"RocksDBOptions.compression must be none/snappy/lz4/zstd/zlib, got {self.compression!r}"
@@ -76,6 +86,9 @@ class RocksDBOptions:
         if self.memtable_bloom_ratio:
             opts.set_memtable_prefix_bloom_ratio(self.memtable_bloom_ratio)
             opts.set_memtable_whole_key_filtering(True)
+        if self.memtable == "vector":
+            opts.set_allow_concurrent_memtable_write(False)  # a vector memtable takes one writer
+            opts.set_memtable_factory(rocksdict.MemtableFactory.vector())
         opts.set_compression_type(getattr(rocksdict.DBCompressionType, self.compression)())
         table = rocksdict.BlockBasedOptions()
         table.set_block_cache(rocksdict.Cache(self.block_cache_size))

@@ -14,7 +14,7 @@ from graph_store import codec
 from graph_store.batch import BatchPlan
 from graph_store.schema import NODE_TYPES, TopicPartition
 
-__all__ = ["EDGE_HEAD", "build_write_batch"]
+__all__ = ["EDGE_HEAD", "build_write_batch", "put_commit_meta"]
 
 _WEIGHT, _U32, _I64 = codec.WEIGHT, codec.U32, codec.I64
 _LOW32 = 0xFFFFFFFF
@@ -65,16 +65,11 @@ def build_write_batch(plan: BatchPlan, offsets: dict[TopicPartition, int], new_m
     counters["interactions"] += plan.stats.interactions
     counters["follows"] += plan.follows
     counters["unfollows"] += plan.unfollows
-    put(codec.META_COUNTERS, codec.encode_counters(counters))
-    if plan.watermark is not None and (wm is None or plan.watermark > wm):
-        wm = plan.watermark
-        put(codec.META_WATERMARK, _I64.pack(wm))
     for t in _TYPES_BY_CODE:
         head = b"N" + codec.NODE_CODE[t]
         for node_id, idx in sorted(plan.new_nodes[t]):
             put(head + node_id.encode(), _U32.pack(idx))
-    for key, offset in sorted((codec.offset_key(t, p), o) for (t, p), o in offsets.items()):
-        put(key, _I64.pack(offset))
+    wm = put_commit_meta(batch, counters, plan.watermark, wm, offsets)
     pop = plan.pop
     if len(pop) >= codec.BULK_MIN_ROWS:
         ((keys, packed),) = codec.encode_weight_rows((codec.POP_PREFIX,), pop, width=4)
@@ -87,3 +82,16 @@ def build_write_batch(plan: BatchPlan, offsets: dict[TopicPartition, int], new_m
     for s in sorted(sessions):
         put(b"S" + s.encode(), encode_session(sessions[s]))
     return batch, counters, wm
+
+
+def put_commit_meta(batch: rocksdict.WriteBatch, counters: dict[str, int], batch_watermark: int | None,
+                    wm: int | None, offsets: dict[TopicPartition, int]) -> int | None:
+    """Put a commit's counters, its watermark if it moved, and the consumed offsets; returns
+    the watermark after the commit."""
+    batch.put(codec.META_COUNTERS, codec.encode_counters(counters))
+    if batch_watermark is not None and (wm is None or batch_watermark > wm):
+        wm = batch_watermark
+        batch.put(codec.META_WATERMARK, _I64.pack(wm))
+    for key, offset in sorted((codec.offset_key(t, p), o) for (t, p), o in offsets.items()):
+        batch.put(key, _I64.pack(offset))
+    return wm

@@ -65,7 +65,10 @@ def open_rdict(path: Path, options: RocksDBOptions, read_only: bool) -> rocksdic
         path.mkdir(parents=True, exist_ok=True)
         access = rocksdict.AccessType.read_write()
     try:
-        return rocksdict.Rdict(str(path), options.to_options(), access_type=access)
+        opts = options.to_options()
+        # Named explicitly: for an existing database rocksdict otherwise takes the column
+        # family's options from its OPTIONS file (the memtable of whoever created it, say).
+        return rocksdict.Rdict(str(path), opts, column_families={"default": opts}, access_type=access)
     except Exception as exc:
         raise translate(exc, path) from None
 

@@ -12,6 +12,7 @@ Each rate is timed from the first record received to the last, so group-join tim
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import os
 import subprocess
@@ -21,6 +22,8 @@ import time
 from pathlib import Path
 
 from aiokafka import AIOKafkaConsumer, AIOKafkaProducer, TopicPartition
+
+from workers.process_tuning import HeapFreezer
 
 
 def add_parser(sub) -> None:
@@ -64,6 +67,10 @@ async def raw_consume_eps(bootstrap: str, topic: str, n: int, partitions: int) -
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
                                 fetch_max_bytes=64 * 1024 * 1024, max_partition_fetch_bytes=16 * 1024 * 1024)
     await consumer.start()
+    # The same heap treatment as the ingest loop (workers.process_tuning.HeapFreezer): what
+    # exists now is frozen out of the cyclic GC's walks, and so after every full collection.
+    freezer = HeapFreezer()
+    freezer.maybe_freeze(True)
     try:
         tps = [TopicPartition(topic, p) for p in range(partitions)]
         consumer.assign(tps)
@@ -73,11 +80,14 @@ async def raw_consume_eps(bootstrap: str, topic: str, n: int, partitions: int) -
             batches = await consumer.getmany(timeout_ms=200, max_records=5000)
             got = sum(len(v) for v in batches.values())
             count += got
+            freezer.maybe_freeze(True)
             if first is None:
                 if got:  # the clock starts when the first records are in hand
                     first, counted = time.perf_counter(), count
         return (n - counted) / (time.perf_counter() - first)
     finally:
+        freezer.close()
+        gc.unfreeze()
         await consumer.stop()
 
 
@@ -113,6 +123,7 @@ async def ingest_eps(bootstrap: str, topic: str, n: int, partitions: int, data_d
     finally:
         await loop.stop()
         loop.store.close()
+        gc.unfreeze()
 
 
 def naive_faust_eps(bootstrap: str, topic: str, n: int, data_dir: Path) -> float:

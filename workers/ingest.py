@@ -18,10 +18,12 @@ from collections.abc import Callable
 from aiokafka import AIOKafkaProducer
 
 from graph_store import GraphStore
-from stream.events import encode
+from graph_store.batch import MAX_ID_CHARS
+from stream.events import INTERACTION_KINDS, SCHEMA_VERSION, encode
 from workers import metrics as m
 from workers.ingest_core import IngestCore, PreparedBatch, store_trusts_decoder
 from workers.kafka_io import TP, BatchConsumer
+from workers.process_tuning import HeapFreezer
 from workers.settings import IngestSettings
 
 log = logging.getLogger(__name__)
@@ -39,6 +41,12 @@ class IngestLoop:
         topics = settings.topics()
         self.topics = topics
         self.core = IngestCore.for_worker(settings, worker)
+        # A store that decodes raw payloads (graph_store.native) gets each fetch staged there.
+        self.stage = store if hasattr(store, "stage_raw") else None
+        if self.stage is not None:
+            limits = self.core.limits
+            self.stage.configure_wire(sorted(INTERACTION_KINDS), min(limits.max_id_len, MAX_ID_CHARS),
+                                      limits.max_bytes, SCHEMA_VERSION)
         self.committed: dict[TP, int] = dict(store.committed_offsets())
         bootstrap = settings.require_bootstrap()
         self.consumer = BatchConsumer(
@@ -47,6 +55,10 @@ class IngestLoop:
             timeout_ms=settings.batch_timeout_ms, client_id=f"gnnrec-{worker}",
             on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True))
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+        # The loop keeps almost nothing (the native store's state is not Python objects), but
+        # every fetch allocates thousands of records, and each automatic full collection walked
+        # the whole import-time heap: freezing it cut the fetch stage ~2.2 -> ~1.1-1.4 µs/event.
+        self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
         self.applied = 0
         self.dead_lettered = 0
         self._last_kafka_commit = 0.0
@@ -58,8 +70,10 @@ class IngestLoop:
     async def start(self) -> None:
         await self.producer.start()
         await self.consumer.start()
+        self.freezer.maybe_freeze(True)
 
     async def stop(self) -> None:
+        self.freezer.close()
         await self.consumer.stop()
         await self.producer.stop()
 
@@ -75,19 +89,23 @@ class IngestLoop:
             self._maybe_export_gauges(force=False)
             return 0
         n_records = sum(map(len, parts.values()))
+        self.freezer.maybe_freeze(True)  # re-freezes after a full collection; cheap otherwise
         started = time.perf_counter()
         stages = self.stage_seconds
         stages["fetch"] += started - fetch_started
         now_ms = int(self.clock() * 1000)
-        batch = self.core.prepare_partitions(parts, self.committed, now_ms)
+        batch = self.core.prepare_partitions(parts, self.committed, now_ms, self.stage)
         stages["decode"] += time.perf_counter() - started
         if batch.dead:
             await self._send_dead_letters(batch)
         applying = time.perf_counter()
         if batch.offsets:
             # The decoders already checked every event by the store's rules: skip re-validation.
-            trusted = store_trusts_decoder(self.store.settings, self.core.limits, now_ms)
-            stats = self.store.apply_many(batch.events, batch.offsets, trusted=trusted)
+            if self.stage is not None:
+                stats = self.stage.apply_staged(batch.offsets)
+            else:
+                trusted = store_trusts_decoder(self.store.settings, self.core.limits, now_ms)
+                stats = self.store.apply_many(batch.events, batch.offsets, trusted=trusted)
             self.committed.update(batch.offsets)
             m.EVENTS_APPLIED.labels(self.worker, "interaction").inc(stats.interactions)
             m.EVENTS_APPLIED.labels(self.worker, "follow").inc(stats.follows)

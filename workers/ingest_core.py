@@ -47,13 +47,24 @@ def _tp(rec: Record) -> TP:
 DEAD_LETTER_MAX_VALUE = 256 * 1024
 
 
+class Stage(Protocol):
+    """Where a batch goes when the store decodes raw payloads itself
+    (:class:`graph_store.native.NativeRocksDBGraphStore`)."""
+
+    def stage_raw(self, values: list, max_ts: int) -> list[tuple[int, int]]: ...
+    def stage_event(self, event, position: int | None = None) -> None: ...
+    def discard_staged(self) -> None: ...
+    def staged_count(self) -> int: ...
+
+
 @dataclass(frozen=True)
 class PreparedBatch:
-    events: list  # decoded Interaction/Follow values, in consumption order
+    events: list  # decoded Interaction/Follow values, in consumption order ([] when staged)
     dead: list[DeadLetter]
     offsets: dict[TP, int]  # next offset to consume per partition once this batch is stored
     skipped: int  # replays of records the store already holds
     consumed: Counter = field(default_factory=Counter)  # records per topic
+    staged: int = 0  # events staged in the store instead of listed in ``events``
 
     @property
     def reasons(self) -> Counter:
@@ -107,17 +118,30 @@ class IngestCore:
         return self._prepare_runs(runs, committed, now_ms, ordered=False)
 
     def prepare_partitions(self, parts: Mapping[TP, Sequence[Record]], committed: Mapping[TP, int],
-                           now_ms: int) -> PreparedBatch:
+                           now_ms: int, stage: Stage | None = None) -> PreparedBatch:
         """The hot path: one fetch as ``{(topic, partition): records}``, each list in offset order.
 
         That is what :meth:`workers.kafka_io.BatchConsumer.get_partitions` returns (aiokafka
         hands out a partition's records in increasing offset order), so replays are a prefix of
         each list and the next offset is that of the last record plus one: no per-record check.
         The events come out partition by partition, as with :meth:`prepare` over the same records.
+
+        With a ``stage`` (a store that decodes raw payloads: :mod:`graph_store.native`) the
+        events are staged there in the same order instead of listed: it decodes the
+        interactions it is sure of, and this core decodes the rest, so the dead letters and
+        their reasons are the same either way. Anything staged before is discarded first.
         """
+        if stage is not None:
+            stage.discard_staged()
+            try:
+                return self._prepare_runs(parts.items(), committed, now_ms, ordered=True, stage=stage)
+            except BaseException:
+                stage.discard_staged()
+                raise
         return self._prepare_runs(parts.items(), committed, now_ms, ordered=True)
 
-    def _prepare_runs(self, runs, committed: Mapping[TP, int], now_ms: int, *, ordered: bool) -> PreparedBatch:
+    def _prepare_runs(self, runs, committed: Mapping[TP, int], now_ms: int, *, ordered: bool,
+                      stage: Stage | None = None) -> PreparedBatch:
         events: list = []
         dead: list[DeadLetter] = []
         offsets: dict[TP, int] = {}
@@ -144,8 +168,20 @@ class IngestCore:
                     value = self.decode(rec, now_ms)
                     if type(value) is Invalid:
                         dead.append(self.dead_letter(rec, value, now_ms))
-                    else:
+                    elif stage is None:
                         events.append(value)
+                    else:
+                        stage.stage_event(value)
+                continue
+            if stage is not None:
+                max_ts = now_ms + self.limits.max_future_skew_ms
+                for index, position in stage.stage_raw([r.value for r in kept], max_ts):
+                    rec = kept[index]
+                    value = self.decode(rec, now_ms)
+                    if type(value) is Invalid:
+                        dead.append(self.dead_letter(rec, value, now_ms))
+                    else:
+                        stage.stage_event(value, position)
                 continue
             # Interactions (the bulk of the stream) are decoded in one call per run.
             ok, rejects = decode_interactions_split([r.value for r in kept], now_ms=now_ms, limits=self.limits)
@@ -155,7 +191,8 @@ class IngestCore:
                 if rec.value is None:  # the worker's own wording for a null payload
                     why = self.decode(rec, now_ms)
                 dead.append(self.dead_letter(rec, why, now_ms))
-        return PreparedBatch(events, dead, offsets, skipped, consumed)
+        staged = 0 if stage is None else stage.staged_count()
+        return PreparedBatch(events, dead, offsets, skipped, consumed, staged)
 
     def dead_letter(self, rec: Record, why: Invalid, now_ms: int) -> DeadLetter:
         value = rec.value if rec.value is not None else b""

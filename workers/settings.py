@@ -70,6 +70,11 @@ class StoreBacked(WorkerSettings):
 
 class IngestSettings(StoreBacked):
     metrics_port: int = 9101
+    gc_freeze_interval_s: float = Field(600.0, gt=0, description="how often the long-lived heap is re-frozen "
+                                        "out of the cyclic GC's walks (workers/process_tuning.py)")
+    native: Literal["auto", "on", "off"] = Field(
+        "auto", description="RocksDB store planned by the native (Rust) kernel: on, off, or auto = on when "
+        "graph_store/_native is built (deploy/build_native.sh)")
 
 
 class ScoreSettings(StoreBacked):

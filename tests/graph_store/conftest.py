@@ -3,9 +3,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+import os
+
 import pytest
 
 from graph_store import MemoryGraphStore, RocksDBGraphStore, StoreSettings
+from graph_store.native import NativeRocksDBGraphStore, native_available, native_unavailable_reason
 
 
 @dataclass(frozen=True)
@@ -36,12 +39,24 @@ class Record:
     value: object = None
 
 
-STORE_KINDS = ("memory", "rocksdb")
+STORE_KINDS = ("memory", "rocksdb", "native")
+
+
+def require_native() -> None:
+    """Skip unless the native kernel is built; in CI (``GNNREC_REQUIRE_NATIVE=1``) fail instead."""
+    if native_available():
+        return
+    if os.environ.get("GNNREC_REQUIRE_NATIVE") == "1":
+        pytest.fail(native_unavailable_reason())
+    pytest.skip(native_unavailable_reason())
 
 
 def open_store(kind: str, path, settings: StoreSettings):
     if kind == "memory":
         return MemoryGraphStore(settings)
+    if kind == "native":
+        require_native()
+        return NativeRocksDBGraphStore(path, settings)
     return RocksDBGraphStore(path, settings)
 
 

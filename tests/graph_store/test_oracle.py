@@ -56,7 +56,7 @@ def _check_stream(kind: str, events, hl: float, cuts: list[int], lag: int, tmp: 
 
 
 # RocksDB examples cost ~100x more (a DB per example): fewer of them, same properties.
-EXAMPLES = {"memory": 150, "rocksdb": 25}
+EXAMPLES = {"memory": 150, "rocksdb": 25, "native": 25}
 
 
 @pytest.mark.parametrize("kind", STORE_KINDS)

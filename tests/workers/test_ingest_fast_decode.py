@@ -116,3 +116,39 @@ def test_prepare_partitions_equals_prepare_over_the_same_records(values, start, 
     flat = core.prepare(inter + follows + other, committed, NOW)
     assert fast == flat
     assert fast.skipped == min(start, len(values)) + 1
+
+
+@settings(max_examples=60, deadline=None)
+@given(values=st.lists(st.one_of(payloads, st.none()), max_size=12), start=st.integers(0, 14),
+       split=st.integers(0, 12))
+def test_staging_in_the_native_store_decides_and_stores_as_the_listed_events(values, start, split,
+                                                                               tmp_path_factory):
+    """Staged in the native store, a fetch gives the same dead letters, offsets and counts as the
+    listed events, and committing it writes what ``apply_many`` of those events writes."""
+    from graph_store import RocksDBGraphStore
+    from graph_store.native import NativeRocksDBGraphStore
+    from stream.events import INTERACTION_KINDS, SCHEMA_VERSION
+    from tests.graph_store.conftest import require_native
+
+    require_native()
+    follows = [RawRecord("follows", 1, k, b"k", encode(Follow("u1", f"u{k}", NOW + k, "follow")), NOW)
+               for k in range(3)]
+    parts = {("interactions", 0): [RawRecord("interactions", 0, k, b"k", v, NOW) for k, v in enumerate(values)],
+             ("follows", 1): follows,
+             ("interactions", 3): [RawRecord("interactions", 3, k, None, v, NOW) for k, v in enumerate(values[:split])]}
+    committed = {("interactions", 0): start, ("follows", 1): 1}
+    core = IngestCore(TopicSettings(), LIMITS, "t")
+    tmp = tmp_path_factory.mktemp("stage")
+    native, python = NativeRocksDBGraphStore(tmp / "n"), RocksDBGraphStore(tmp / "p")
+    try:
+        native.configure_wire(sorted(INTERACTION_KINDS), LIMITS.max_id_len, LIMITS.max_bytes, SCHEMA_VERSION)
+        listed = core.prepare_partitions(parts, committed, NOW)
+        staged = core.prepare_partitions(parts, committed, NOW, native)
+        assert staged.events == [] and staged.staged == len(listed.events)
+        assert (staged.dead, staged.offsets, staged.skipped, staged.consumed) == (
+            listed.dead, listed.offsets, listed.skipped, listed.consumed)
+        assert native.apply_staged(staged.offsets) == python.apply_many(listed.events, listed.offsets)
+        assert dict(native._db.items()) == dict(python._db.items())
+    finally:
+        native.close()
+        python.close()
