@@ -18,10 +18,14 @@ Generative model, at event slot ``i`` with ``ts = start_ms + i·step_ms``:
   (log-normal). Its length is geometric with mean ``mean_session_len``. Its first item is,
   with probability ``social_influence``, an item a followee interacted with in the last
   ``influence_window_ms``; else ``c ∝ taste_u[c]·pop_c(ts)`` and an item of ``c`` by its
-  Zipf popularity, where ``pop_c(ts) ∝ 1 + drift_strength·sin(2π·ts/season_period_ms + φ_c)``.
+  Zipf popularity, where ``pop_c(ts) ∝ 1 + drift_strength·sin(2π·t/season_period_ms + φ_c)``
+  and ``t = ts − season_start_ms``.
 * **Walk.** The next item is drawn from :meth:`Simulator.next_item_distribution`:
   ``markov_strength`` on the item's ``n_next`` preferred successors (weights ∝ 1/(rank+1)),
-  the rest on its category's popularity.
+  the rest on its category's popularity. With ``chain_drift > 0`` each item has a second,
+  seasonal set of successors, used with probability
+  ``chain_drift·(1 − cos(2π·t/season_period_ms))/2``: none at the start of a season, most at
+  its middle — what people click after an item drifts with the season too.
 * **Kinds.** ``kind_probs`` over (view, click, cart, purchase); a purchase before any cart in
   the session becomes a click.
 * **Bad records.** With probability ``bad_fraction`` a slot yields a :class:`BadRecord`
@@ -95,7 +99,9 @@ class SimulatorSettings:
     social_influence: float = 0.3  # P(session starts from a followee's recent item)
     influence_window_ms: int = 86_400_000
     season_period_ms: int = 7 * 86_400_000
+    season_start_ms: int = 0  # event time at which a season starts (phase 0)
     drift_strength: float = 0.6  # in [0, 1]; 0 = no seasonality
+    chain_drift: float = 0.0  # in [0, 1]; peak share of walk steps on the seasonal successors
     taste_concentration: float = 0.3  # Dirichlet alpha of user tastes; small = focused
     item_zipf: float = 1.0  # exponent of item popularity within a category
     n_next: int = 3  # preferred successors per item
@@ -114,7 +120,7 @@ class SimulatorSettings:
             raise ValueError(f"SimulatorSettings needs n_users >= 2 and n_items >= n_categories, "
                              f"got {self.n_users} users, {self.n_items} items, {self.n_categories} categories")
         for name in ("homophily", "unfollow_prob", "follow_share", "social_influence",
-                     "drift_strength", "markov_strength", "bad_fraction"):
+                     "drift_strength", "markov_strength", "bad_fraction", "chain_drift"):
             if not 0.0 <= getattr(self, name) <= 1.0:
                 raise ValueError(f"SimulatorSettings.{name} must be in [0, 1], got {getattr(self, name)}")
         if self.mean_session_len < 1 or self.avg_followees < 0:
@@ -161,6 +167,12 @@ class Simulator:
         self._taste_rows = self.taste.tolist()
         self._user_cum = list(accumulate(rng.lognormal(0.0, 1.0, U).tolist()))
         self._kind_cum = list(accumulate(p / sum(s.kind_probs) for p in s.kind_probs))
+        # Drawn last, and only when used, so that streams without chain drift stay as they were.
+        self.seasonal_next_items = None
+        if s.chain_drift > 0:
+            first = self._next_list
+            self.seasonal_next_items, _ = self._draw_chain(rng)
+            self._seasonal_list, self._next_list = self._next_list, first
 
     def __repr__(self) -> str:
         s = self.settings
@@ -170,18 +182,29 @@ class Simulator:
     # ------------------------------------------------------------------ ground truth
 
     def category_popularity(self, ts: int) -> np.ndarray:
-        """``pop_c(ts) ∝ 1 + drift·sin(2π·ts/period + φ_c)``, normalised. Shape ``(C,)``."""
+        """``pop_c(ts) ∝ 1 + drift·sin(2π·(ts − season_start)/period + φ_c)``, normalised. Shape ``(C,)``."""
         s = self.settings
-        raw = 1.0 + s.drift_strength * np.sin(2 * math.pi * ts / s.season_period_ms + self.phase)
+        raw = 1.0 + s.drift_strength * np.sin(2 * math.pi * (ts - s.season_start_ms) / s.season_period_ms + self.phase)
         return raw / raw.sum()
 
-    def next_item_distribution(self, item: int | str) -> np.ndarray:
-        """Exact ``P(next item | current item)`` inside a session. Shape ``(n_items,)``."""
+    def seasonal_chain_share(self, ts: int) -> float:
+        """Share of Markov steps at ``ts`` that take the seasonal successors (0 without chain drift)."""
+        s = self.settings
+        return s.chain_drift * (1.0 - math.cos(2 * math.pi * (ts - s.season_start_ms) / s.season_period_ms)) / 2.0
+
+    def next_item_distribution(self, item: int | str, ts: int | None = None) -> np.ndarray:
+        """Exact ``P(next item | current item)`` inside a session (at ``ts``, which chain drift
+        needs). Shape ``(n_items,)``."""
         k = index_of(item) if isinstance(item, str) else int(item)
         s = self.settings
+        if self.seasonal_next_items is not None and ts is None:
+            raise ValueError("with chain_drift > 0 the next item depends on the time: pass ts")
         c = self.item_category[k]
         dist = np.where(self.item_category == c, self.item_popularity, 0.0) * (1 - s.markov_strength)
-        np.add.at(dist, self.next_items[k], s.markov_strength * self.next_weights)
+        share = 0.0 if ts is None else self.seasonal_chain_share(ts)
+        np.add.at(dist, self.next_items[k], (1 - share) * s.markov_strength * self.next_weights)
+        if share:
+            np.add.at(dist, self.seasonal_next_items[k], share * s.markov_strength * self.next_weights)
         return dist
 
     # ------------------------------------------------------------------ the stream
@@ -220,7 +243,7 @@ class Simulator:
                 n_sessions += 1
                 slots[k] = sess
             else:
-                sess.item = self._next_item(rnd, sess.item)
+                sess.item = self._next_item(rnd, sess.item, ts)
             sess.left -= 1
             kind = KINDS[bisect_right(self._kind_cum, rnd.random() * self._kind_cum[-1])]
             if kind == "cart":
@@ -255,10 +278,13 @@ class Simulator:
         cum = self._cat_cum[c]
         return self._cat_items[c][min(bisect_right(cum, rnd.random() * cum[-1]), len(cum) - 1)]
 
-    def _next_item(self, rnd: random.Random, item: int) -> int:
+    def _next_item(self, rnd: random.Random, item: int, ts: int) -> int:
         if rnd.random() < self.settings.markov_strength:
+            chain = self._next_list
+            if self.seasonal_next_items is not None and rnd.random() < self.seasonal_chain_share(ts):
+                chain = self._seasonal_list
             j = bisect_right(self._next_cum, rnd.random())
-            return self._next_list[item][min(j, len(self._next_cum) - 1)]
+            return chain[item][min(j, len(self._next_cum) - 1)]
         return self._popular_item(rnd, int(self.item_category[item]))
 
     def _bad_record(self, rnd: random.Random, ts: int) -> BadRecord:

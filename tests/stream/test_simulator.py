@@ -161,6 +161,36 @@ def test_next_item_distribution_is_exact_for_the_emitted_walks(default_run) -> N
     assert abs(hits / n - expected / n) < 0.015
 
 
+def test_chain_drift_moves_the_walks_onto_the_seasonal_successors() -> None:
+    """The share of steps on the seasonal chain follows its formula, and turning chain drift
+    on leaves everything drawn before it (the stream's world and its first steps' odds) alone."""
+    period = 40_000 * 1_000
+    sim, events = _stream(n=40_000, seed=5, chain_drift=1.0, season_period_ms=period, season_start_ms=0)
+    plain = Simulator(SimulatorSettings(seed=5, season_period_ms=period))
+    assert (sim.next_items == plain.next_items).all() and sim.follow_plan == plain.follow_plan
+    assert sim.seasonal_chain_share(0) == 0.0 and sim.seasonal_chain_share(period // 2) == pytest.approx(1.0)
+    with pytest.raises(ValueError, match="pass ts"):
+        sim.next_item_distribution("i3")
+    # Per quarter of the season: observed share of transitions onto the seasonal-only successors
+    # against its expectation under the ground truth at each step's time.
+    last: dict[str, int] = {}
+    hits, expected, n = np.zeros(4), np.zeros(4), np.zeros(4)
+    for e in _interactions(events):
+        item, prev = index_of(e.item_id), last.get(e.session_id)
+        last[e.session_id] = item
+        if prev is None:
+            continue
+        only = sorted(set(sim.seasonal_next_items[prev].tolist()) - set(sim.next_items[prev].tolist()))
+        q = min(3, 4 * e.ts // period)
+        hits[q] += item in only
+        expected[q] += sim.next_item_distribution(prev, e.ts)[only].sum()
+        n[q] += 1
+    assert (n > 5_000).all()
+    np.testing.assert_allclose(hits / n, expected / n, atol=0.02)
+    share = expected / n
+    assert min(share[1], share[2]) > 3 * max(share[0], share[3])  # mostly seasonal mid-season, rarely at its ends
+
+
 # ----------------------------------------------------------------------------- learnable signal
 
 

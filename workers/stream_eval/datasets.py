@@ -11,18 +11,22 @@ yoochoose-100k      next_item  session-rec's 100k YooChoose clicks: ``train_full
 diginetica-sample   next_item  the raw Diginetica sample (``sample_train-item-views.csv``)
 movielens-small     next_item  ml-latest-small ratings, session = the user's history
 ciao                social     Ciao ratings + trust follows, session = the user's history
-sim-drift           next_item  the simulator with full-strength seasonal drift, one season
-                               per stream, session = the user's history
+sim-drift           next_item  the simulator with full-strength seasonal drift of category
+                               popularity and of item successors, one season per stream,
+                               session = the user's history
 ==================  =========  ==============================================================
 
 Sessions. YooChoose and Diginetica carry real sessions and keep them. MovieLens and Ciao have
 none; the reader's default (one session per user-day) leaves almost every Ciao "session" one
 rating long, so nothing would be scored there, and we rename every session to the user id:
 the user's whole history is the session, and a scored event is any rating after the user's
-first. The simulator's sessions are real, but its seasonal drift only moves the *first* item
-of a session (later clicks walk a fixed Markov chain, which never drifts), and a first click
-is never scored inside its own session; keying sessions by user scores exactly those clicks,
-so the drift is visible to the metrics.
+first. The simulator's sessions are real, but its seasonal popularity only moves the *first*
+item of a session, and a first click is never scored inside its own session; keying sessions
+by user scores those clicks too. Until the eighth session the later clicks walked one fixed
+Markov chain, so most scored clicks never drifted and decay could only lose counts; the
+scenario now also turns each item's successors over to a second, seasonal set as the season
+advances (``chain_drift``; none at the stream's start, all of them mid-season), which is the
+drift a decaying graph is for.
 
 ``limit`` keeps the first ``limit`` events in time order (after merging files), so a limited
 stream is a prefix of the full one.
@@ -56,6 +60,8 @@ class SimDriftSettings:
         start_ms: timestamp of the first event (fixed so runs are reproducible).
         drift_strength: seasonal amplitude in [0, 1]; 1 lets a category's popularity swing
             from 0 to twice its mean.
+        chain_drift: peak share of walk steps that take the items' seasonal successors
+            (:class:`stream.simulator.SimulatorSettings`); 0 gives the scenario of sessions 1-7.
         seasons_per_stream: how many seasonal periods the stream covers; 1 means the
             categories that lead at the start are at their trough mid-stream.
         seed: simulator seed.
@@ -65,12 +71,14 @@ class SimDriftSettings:
     step_ms: int = MINUTE_MS
     start_ms: int = 1_700_000_000_000
     drift_strength: float = 1.0
+    chain_drift: float = 1.0
     seasons_per_stream: float = 1.0
     seed: int = 11
 
     def simulator_settings(self) -> SimulatorSettings:
         period = max(1, round(self.events * self.step_ms / self.seasons_per_stream))
-        return SimulatorSettings(drift_strength=self.drift_strength, season_period_ms=period, seed=self.seed)
+        return SimulatorSettings(drift_strength=self.drift_strength, chain_drift=self.chain_drift,
+                                 season_period_ms=period, season_start_ms=self.start_ms, seed=self.seed)
 
 
 @dataclass(frozen=True)
