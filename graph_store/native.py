@@ -48,8 +48,9 @@ else:
 __all__ = ["NATIVE_OPTIONS", "NativeRocksDBGraphStore", "native_available", "native_unavailable_reason"]
 
 # The mirror answers every lookup of a batch, so nothing is read back from the memtable: a
-# vector memtable and no memtable bloom filter make each written key cheap.
-NATIVE_OPTIONS = RocksDBOptions(memtable="vector", memtable_bloom_ratio=0.0)
+# vector memtable and no memtable bloom filter make each written key cheap. No WAL: the
+# consumed offsets are in the same commits, so what a crash loses is re-read from Kafka.
+NATIVE_OPTIONS = RocksDBOptions(memtable="vector", memtable_bloom_ratio=0.0, wal=False)
 
 
 

@@ -2,8 +2,8 @@
 
 Correctness never rests on Kafka's committed offsets or ListOffsets (Tansu answers the latter
 wrongly when producers batch): on every assignment the consumer seeks each partition to the
-next offset stored in the graph store's last WriteBatch, and the caller drops any record below
-it. Offsets are also committed to Kafka after each batch, best effort, only so that operators'
+next offset stored in the graph store's last WriteBatch (0 if it stores none), and the caller
+drops any record below it. Offsets are also committed to Kafka after each batch, best effort, only so that operators'
 tools can show group lag.
 """
 from __future__ import annotations
@@ -44,9 +44,10 @@ class _SeekToStored(ConsumerRebalanceListener):
     async def on_partitions_assigned(self, assigned) -> None:
         committed = self._owner.stored_offsets()
         for tp in assigned:
-            nxt = committed.get((tp.topic, tp.partition))
-            if nxt is not None:
-                self._owner.consumer.seek(tp, nxt)
+            # A partition the store holds nothing of starts at 0 (the earliest record, by
+            # auto_offset_reset, if retention removed it), never at the group's Kafka commit: a
+            # store that lost its last commits (the native store has no WAL) is behind that.
+            self._owner.consumer.seek(tp, committed.get((tp.topic, tp.partition), 0))
         log.info("assigned %s; positions from store: %s", sorted(map(tuple, assigned)), committed)
         if assigned and self._owner.on_ready is not None:
             callback, self._owner.on_ready = self._owner.on_ready, None
