@@ -34,7 +34,7 @@ from graph_store.batch import validate_events, validate_offsets
 from graph_store.errors import GraphStoreError, InvalidEventError
 from graph_store.options import RocksDBOptions
 from graph_store.rocksdb import RocksDBGraphStore
-from graph_store.rocksdb_commit import put_commit_meta
+from graph_store.rocksdb_commit import advance_counters, put_commit_meta
 from graph_store.schema import NODE_TYPES, ApplyStats, SessionState, StoreSettings, TopicPartition
 
 try:
@@ -51,7 +51,6 @@ __all__ = ["NATIVE_OPTIONS", "NativeRocksDBGraphStore", "native_available", "nat
 # vector memtable and no memtable bloom filter make each written key cheap. No WAL: the
 # consumed offsets are in the same commits, so what a crash loses is re-read from Kafka.
 NATIVE_OPTIONS = RocksDBOptions(memtable="vector", memtable_bloom_ratio=0.0, wal=False)
-
 
 
 def native_available() -> bool:
@@ -179,11 +178,9 @@ class NativeRocksDBGraphStore(RocksDBGraphStore):
             deque(map(batch.put, keys, values), 0)  # the loop runs in C
             for key in deletes:
                 batch.delete(key)
-            counters = dict(self._counters)
-            for name, n in (("users", new_u), ("items", new_i), ("sessions", new_s), ("ui", new_ui),
-                            ("ii", new_ii), ("uu", uu_change), ("interactions", inter),
-                            ("follows", follows), ("unfollows", unfollows)):
-                counters[name] += n
+            counters = advance_counters(self._counters, {
+                "users": new_u, "items": new_i, "sessions": new_s, "ui": new_ui, "ii": new_ii, "uu": uu_change,
+                "interactions": inter, "follows": follows, "unfollows": unfollows})
             wm = put_commit_meta(batch, counters, plan_wm, self._wm, offsets)
             self._write(batch)
         except BaseException:

@@ -14,7 +14,7 @@ from graph_store import codec
 from graph_store.batch import BatchPlan
 from graph_store.schema import NODE_TYPES, TopicPartition
 
-__all__ = ["EDGE_HEAD", "build_write_batch", "put_commit_meta"]
+__all__ = ["EDGE_HEAD", "advance_counters", "build_write_batch", "put_commit_meta"]
 
 _WEIGHT, _U32, _I64 = codec.WEIGHT, codec.U32, codec.I64
 _LOW32 = 0xFFFFFFFF
@@ -57,14 +57,9 @@ def build_write_batch(plan: BatchPlan, offsets: dict[TopicPartition, int], new_m
     for t in _TYPES_BY_CODE:
         for node_id, idx in plan.new_nodes[t]:
             put(codec.index_key(t, idx), node_id.encode())
-    counters = dict(counters)
-    for t, added in plan.new_nodes.items():
-        counters[t + "s"] += len(added)
-    for edge_type, change in plan.new_edges.items():
-        counters[edge_type] += change
-    counters["interactions"] += plan.stats.interactions
-    counters["follows"] += plan.follows
-    counters["unfollows"] += plan.unfollows
+    counters = advance_counters(counters, {
+        **{t + "s": len(added) for t, added in plan.new_nodes.items()}, **plan.new_edges,
+        "interactions": plan.stats.interactions, "follows": plan.follows, "unfollows": plan.unfollows})
     for t in _TYPES_BY_CODE:
         head = b"N" + codec.NODE_CODE[t]
         for node_id, idx in sorted(plan.new_nodes[t]):
@@ -82,6 +77,14 @@ def build_write_batch(plan: BatchPlan, offsets: dict[TopicPartition, int], new_m
     for s in sorted(sessions):
         put(b"S" + s.encode(), encode_session(sessions[s]))
     return batch, counters, wm
+
+
+def advance_counters(counters: dict[str, int], changes: dict[str, int]) -> dict[str, int]:
+    """A copy of the committed ``counters`` (``codec.COUNTER_FIELDS``) with a commit's ``changes`` added."""
+    out = dict(counters)
+    for name, change in changes.items():
+        out[name] += change
+    return out
 
 
 def put_commit_meta(batch: rocksdict.WriteBatch, counters: dict[str, int], batch_watermark: int | None,

@@ -3,8 +3,8 @@
 Correctness never rests on Kafka's committed offsets or ListOffsets (Tansu answers the latter
 wrongly when producers batch): on every assignment the consumer seeks each partition to the
 next offset stored in the graph store's last WriteBatch (0 if it stores none), and the caller
-drops any record below it. Offsets are also committed to Kafka after each batch, best effort, only so that operators'
-tools can show group lag.
+drops any record below it. Offsets are also committed to Kafka after each batch, best effort,
+only so that operators' tools can show group lag.
 """
 from __future__ import annotations
 
