@@ -201,6 +201,13 @@ class GraphStore(StoreLifecycle, ABC):
         state = self._session(session_id)
         return None if state is None else state.user_id
 
+    def session_last_ts(self, session_id: str) -> int | None:
+        """Time of the session's latest event (None if unknown)."""
+        self._check_open()
+        _check_id("session_id", session_id)
+        state = self._session(session_id)
+        return None if state is None else state.last_ts
+
     def item_popularity(self, now_ms: int, k: int | None = None) -> list[Neighbour]:
         """Items by decayed popularity at ``now_ms`` (desc, ties by id)."""
         self._check_open()

@@ -30,6 +30,7 @@ from graph_store.embeddings import RocksDBEmbeddingStore
 from graph_store.errors import GraphStoreError
 from workers.live.bundle import BundleError, ModelBundle, load_bundle
 from workers.live.scorer import GnnScorer, ScorerSettings, social_inputs
+from workers.live.transition_prior import Successors, session_successors
 
 log = logging.getLogger(__name__)
 
@@ -172,11 +173,17 @@ class EmbeddingFollower:
             self.scorer.refresh_prior(store, now_ms)
 
     # ---- recommending ----------------------------------------------------------------------
-    def recommend_next(self, store: GraphStore, session_id: str, k: int) -> list[tuple[str, float]] | None:
+    def successors(self, store: GraphStore, session_items: list[str], now_ms: int) -> Successors | None:
+        """The transition prior's inputs for a session, None when the serving bundle has none."""
+        m = 0 if self.scorer is None else self.scorer.transition_successors
+        return session_successors(store, session_items, now_ms, m) if m else None
+
+    def recommend_next(self, store: GraphStore, session_id: str, now_ms: int, k: int) -> list[tuple[str, float]] | None:
         """SR-GNN over the session's items (oldest first); None without a scorer or known item."""
         if self.scorer is None:
             return None
-        return self.scorer.recommend_next(store.session_items(session_id), k)
+        items = store.session_items(session_id)
+        return self.scorer.recommend_next(items, k, self.successors(store, items, now_ms))
 
     def social_inputs(self, store: GraphStore, user_id: str, session_id: str | None, now_ms: int, *,
                       max_followees: int) -> tuple[list[str], list[str]]:

@@ -69,6 +69,7 @@ class _Pending:
     event: Interaction | Follow
     outs: list[Scored] = field(default_factory=list)
     next_request: list[str] | None = None
+    next_successors: list[tuple[str, float]] | None = None  # the transition prior's inputs
     social_request: tuple[str, list[str], list[str]] | None = None
 
 
@@ -125,7 +126,16 @@ class ScoreLoop:
         self._last_poll = float("-inf")
         self._serving: tuple[str | None, str | None] = (None, None)
         self.quality = OnlineQuality(k=settings.k, max_sessions=settings.quality_sessions)
+        self._children: dict[tuple, object] = {}
         m.set_model_version(worker, settings.model_version, 0)
+
+    def _child(self, metric, *labels: str):
+        """``metric.labels(*labels)``, kept: a lookup costs ~0.9 µs, and an event makes ~13."""
+        key = (metric, labels)
+        child = self._children.get(key)
+        if child is None:
+            child = self._children[key] = metric.labels(*labels)
+        return child
 
     async def start(self) -> None:
         await self.producer.start()
@@ -190,13 +200,13 @@ class ScoreLoop:
         assert self.gnn is not None and self.gnn.model_version is not None
         watermark = self.gnn.watermark_ms
         if watermark is not None:
-            m.EMBEDDING_STALENESS.labels(self.worker).observe(max(0.0, (now_ms - watermark) / 1000.0))
+            self._child(m.EMBEDDING_STALENESS, self.worker).observe(max(0.0, (now_ms - watermark) / 1000.0))
         return Scored(user, session, kind, items, "gnn", self.gnn.model_version, self.gnn.embedding_version)
 
     def _next_item(self, user: str, session: str, now_ms: int, *, gnn: bool = True) -> Scored:
         s = self.settings
         if gnn and self.gnn is not None:
-            items = self.gnn.recommend_next(self.store, session, s.k)
+            items = self.gnn.recommend_next(self.store, session, now_ms, s.k)
             if items is not None:
                 return self._gnn_scored(user, session, "next_item", items, now_ms)
         items = next_item_transitions(self.store, session, now_ms, k=s.k, context=s.session_context,
@@ -220,12 +230,12 @@ class ScoreLoop:
             return
         label = (self.worker, outcome.recommender)
         stats = self.quality.stats[outcome.recommender]
-        m.ONLINE_SCORED.labels(*label).inc()
+        self._child(m.ONLINE_SCORED, *label).inc()
         if outcome.rank is not None:
-            m.ONLINE_HITS.labels(*label).inc()
-            m.ONLINE_RECIPROCAL_RANK.labels(*label).inc(outcome.reciprocal_rank)
-        m.ONLINE_HIT_RATE.labels(*label).set(stats.hit_rate)
-        m.ONLINE_MRR.labels(*label).set(stats.mrr)
+            self._child(m.ONLINE_HITS, *label).inc()
+            self._child(m.ONLINE_RECIPROCAL_RANK, *label).inc(outcome.reciprocal_rank)
+        self._child(m.ONLINE_HIT_RATE, *label).set(stats.hit_rate)
+        self._child(m.ONLINE_MRR, *label).set(stats.mrr)
 
     async def run_once(self) -> int:
         self.maybe_poll_embeddings()
@@ -272,19 +282,19 @@ class ScoreLoop:
         snapshotted) and computed for the whole batch at once by :meth:`_answer_gnn`."""
         tp = (rec.topic, rec.partition)
         if rec.offset < self.committed.get(tp, 0):
-            m.EVENTS_SKIPPED.labels(self.worker).inc()
+            self._child(m.EVENTS_SKIPPED, self.worker).inc()
             return None
-        m.EVENTS_CONSUMED.labels(self.worker, rec.topic).inc()
+        self._child(m.EVENTS_CONSUMED, self.worker, rec.topic).inc()
         event = self.decoder.decode(rec, int(self.clock() * 1000))
         offsets = {tp: rec.offset + 1}
         if isinstance(event, Invalid):
-            m.REJECTED.labels(self.worker, event.reason).inc()
+            self._child(m.REJECTED, self.worker, event.reason).inc()
             self.store.apply_many([], offsets)
             self.committed[tp] = rec.offset + 1
             return None
         self.store.apply_one(event, offsets)
         self.committed[tp] = rec.offset + 1
-        m.EVENTS_APPLIED.labels(self.worker, "interaction" if isinstance(event, Interaction) else "follow").inc()
+        self._child(m.EVENTS_APPLIED, self.worker, "interaction" if isinstance(event, Interaction) else "follow").inc()
         if rec.offset < self.scored.get(tp, 0):
             return None  # rebuilding state after a restart: this one was scored before
         self.scored[tp] = rec.offset + 1
@@ -296,6 +306,7 @@ class ScoreLoop:
             items = self.store.session_items(event.session_id)
             if scorer is not None and scorer.can_answer_next(items):
                 pending.next_request = items
+                pending.next_successors = self.gnn.successors(self.store, items, event.ts)
             else:
                 pending.outs.append(self._next_item(event.user_id, event.session_id, event.ts))
             user, session = event.user_id, event.session_id
@@ -317,7 +328,8 @@ class ScoreLoop:
         scorer, k = self.gnn.scorer, self.settings.k
         nxt = [p for p in pending if p.next_request is not None]
         if nxt:
-            for p, items in zip(nxt, scorer.recommend_next_many([p.next_request for p in nxt], k)):
+            successors = None if scorer.transition_successors == 0 else [p.next_successors or [] for p in nxt]
+            for p, items in zip(nxt, scorer.recommend_next_many([p.next_request for p in nxt], k, successors)):
                 ev = p.event
                 p.outs.insert(0, self._gnn_scored(ev.user_id, ev.session_id, "next_item", items, ev.ts)
                               if items is not None else self._next_item(ev.user_id, ev.session_id, ev.ts, gnn=False))
@@ -343,8 +355,8 @@ class ScoreLoop:
             if out.kind == "next_item" and out.session_id is not None:
                 self.quality.record(out.session_id, out.recommender, [i for i, _ in out.items])
             self.emitted[out.kind] += 1
-            m.RECOMMENDATIONS.labels(self.worker, out.kind).inc()
-            m.LATENCY.labels(self.worker, out.kind).observe(max(0.0, (emitted_ms - rec.timestamp_ms) / 1000.0))
+            self._child(m.RECOMMENDATIONS, self.worker, out.kind).inc()
+            self._child(m.LATENCY, self.worker, out.kind).observe(max(0.0, (emitted_ms - rec.timestamp_ms) / 1000.0))
         return futures
 
     def _maybe_export_gauges(self) -> None:

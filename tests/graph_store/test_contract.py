@@ -86,6 +86,7 @@ def test_transitions_continue_across_batches(make_store):
     store.apply_many([Interaction("v", "c", "s", 2)])
     assert store.edge_weight("ii", "a", "b", 1) == 1.0 and store.edge_weight("ii", "b", "c", 2) == 1.0
     assert store.session_user("s") == "v"
+    assert store.session_last_ts("s") == 2 and store.session_last_ts("unknown") is None
 
 
 def test_follow_rules(make_store):

@@ -58,6 +58,16 @@ class ModelBundle:
         before the prior existed (:mod:`workers.live.prior`)."""
         return float(self.info.get("prior_weight", {}).get(kind, 0.0))
 
+    def transition_weight(self) -> float:
+        """Weight of the next-item transition prior (:mod:`workers.live.transition_prior`); 0
+        in bundles trained before it existed or without it."""
+        return float(self.info.get("transition_weight", {}).get("next_item", 0.0))
+
+    @property
+    def transition_successors(self) -> int:
+        """How many successors of a session's last item the transition prior reads (as fitted)."""
+        return int(self.info.get("transition_successors", 0)) if self.transition_weight() else 0
+
     def ego_of(self, node_type: str) -> dict[str, int]:
         """``id -> row of ego`` for one node type."""
         if node_type == "user":

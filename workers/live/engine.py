@@ -19,6 +19,7 @@ from graph_store import GraphStore
 from workers.live.bundle import ModelBundle
 from workers.live.refresher import Refresher, RefreshResult
 from workers.live.scorer import GnnScorer, ScorerSettings, social_inputs
+from workers.live.transition_prior import session_successors
 from workers.live.train import LiveTrainConfig, train_bundle
 
 
@@ -45,6 +46,8 @@ class EngineStats:
     gnn_recommendations: int = 0
     fallback_recommendations: int = 0
     staleness_ms: list[int] = field(default_factory=list)
+    # per training: the next-item model's fitted prior weights (popularity β, transitions γ)
+    next_item_priors: list[tuple[float, float]] = field(default_factory=list)
 
 
 class LiveEngine:
@@ -75,6 +78,7 @@ class LiveEngine:
         bundle = train_bundle(self.store, now_ms, self.settings.train)
         self.install(bundle, now_ms)
         self.stats.trainings += 1
+        self.stats.next_item_priors.append((bundle.prior_weight("next_item"), bundle.transition_weight()))
         self.stats.train_seconds += float(bundle.info.get("train_seconds", 0.0))
         self.last_train_ms = now_ms
         return bundle
@@ -138,7 +142,9 @@ class LiveEngine:
     def recommend_next(self, session_id: str, user_id: str | None, now_ms: int, k: int) -> list[tuple[str, float]]:
         recs = None
         if self.scorer is not None:
-            recs = self.scorer.recommend_next(self.store.session_items(session_id), k)
+            items, m = self.store.session_items(session_id), self.scorer.transition_successors
+            successors = session_successors(self.store, items, now_ms, m) if m else None
+            recs = self.scorer.recommend_next(items, k, successors)
         return self._served(recs, now_ms, k)
 
     def recommend_social(self, user_id: str, now_ms: int, k: int,

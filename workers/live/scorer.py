@@ -8,7 +8,9 @@ over the user's followees, the user) ranked the same way. Items the bundle never
 soon as the refresh publishes their embedding.
 
 Scores carry the bundle's popularity prior (``β·log(1 + pop)``, :mod:`workers.live.prior`),
-set with :meth:`GnnScorer.set_item_prior` at each refresh. Ranking is an exact matrix product
+set with :meth:`GnnScorer.set_item_prior` at each refresh, and next-item scores the transition
+prior (``γ·log(1 + w(last → i))``, :mod:`workers.live.transition_prior`) from the successors
+the caller read from the store for each request. Ranking is an exact matrix product
 up to ``ann_threshold`` items, above it an hnswlib HNSW
 index over inner product. hnswlib because it accepts additions *and in-place updates* of
 labelled vectors without retraining or rebuilding (an IVF/PQ index in faiss needs training and
@@ -27,6 +29,7 @@ from models.social import FriendIndex, SessionBatch
 from models.srgnn import collate_sessions
 from workers.live.bundle import ModelBundle
 from workers.live.prior import item_log_popularity
+from workers.live.transition_prior import Successors, add_transition_bonus
 
 
 class EmbeddingTable:
@@ -143,9 +146,11 @@ class GnnScorer:
             self._ann.resize_index(max(2 * self._ann.get_max_elements(), len(self.items)))
         self._ann.add_items(vectors, rows)
 
-    def _top_k(self, query: np.ndarray, k: int, kind: str) -> list[tuple[str, float]]:
+    def _top_k(self, query: np.ndarray, k: int, kind: str,
+               successors: Successors | None = None) -> list[tuple[str, float]]:
         n = len(self.items)
         k = min(k, n)
+        gamma = self.bundle.transition_weight() if successors else 0.0
         if k == 0:
             return []
         if n > self.settings.ann_threshold:
@@ -158,12 +163,19 @@ class GnnScorer:
                 self._ann.set_ef(max(s.ann_ef, k))
                 self._ann.add_items(self.items.matrix, np.arange(n))
             prior = self._prior_for(kind, n)
-            # With a prior the index's candidates are re-ranked: 4k of them by inner product.
-            want = k if prior is None else min(n, 4 * k)
+            # With a prior the index's candidates are re-ranked: 4k of them by inner product,
+            # and the successors the transition prior lifts, scored exactly.
+            want = k if prior is None and not gamma else min(n, 4 * k)
             labels, dist = self._ann.knn_query(query.reshape(1, -1).astype(np.float32), k=want)
             rows, scores = labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float64)
+            if gamma:
+                lifted = {r: w for i, w in successors if (r := self.items.row.get(i)) is not None}
+                rows = np.unique(np.concatenate([rows, np.fromiter(lifted, dtype=np.int64, count=len(lifted))]))
+                scores = (self.items.matrix[rows] @ query).astype(np.float64)
+                scores += gamma * np.log1p(np.array([lifted.get(int(r), 0.0) for r in rows]))
             if prior is not None:
                 scores = scores + prior[rows]
+            if prior is not None or gamma:
                 order = np.lexsort((rows, -scores))[:k]
                 rows, scores = rows[order], scores[order]
             return [(self.items.ids[int(r)], float(v)) for r, v in zip(rows, scores)]
@@ -171,16 +183,23 @@ class GnnScorer:
         prior = self._prior_for(kind, n)
         if prior is not None:
             scores = scores + prior
+        if gamma:
+            scores = scores[None, :].copy()
+            add_transition_bonus(scores, [successors], self.items.row, gamma)
+            scores = scores[0]
         top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
         top = top[np.lexsort((top, -scores[top]))]  # score desc, ties by row
         return [(self.items.ids[int(r)], float(scores[r])) for r in top]
 
-    def _top_k_many(self, queries: np.ndarray, k: int, kind: str) -> list[list[tuple[str, float]]]:
+    def _top_k_many(self, queries: np.ndarray, k: int, kind: str,
+                    successors: list[Successors | None] | None = None) -> list[list[tuple[str, float]]]:
         """Rank for ``queries [B, d]`` at once: one matrix product (or one ANN batch query),
-        plus the popularity prior of ``kind``'s model."""
+        plus the popularity prior of ``kind``'s model and, given each query's ``successors``,
+        the transition prior."""
         n = len(self.items)
+        succ = successors if successors is not None else [None] * len(queries)
         if n > self.settings.ann_threshold or len(queries) == 1:
-            return [self._top_k(q, k, kind) for q in queries]
+            return [self._top_k(q, k, kind, s) for q, s in zip(queries, succ)]
         k = min(k, n)
         if k == 0:
             return [[] for _ in queries]
@@ -188,6 +207,8 @@ class GnnScorer:
         prior = self._prior_for(kind, n)
         if prior is not None:
             np.add(sc, prior[None, :], out=sc)  # in place: the [B, n] product is ours
+        if successors is not None and (gamma := self.bundle.transition_weight()):
+            add_transition_bonus(sc, succ, self.items.row, gamma)
         scores = torch.from_numpy(sc)
         values, rows = torch.topk(scores, k, dim=1)
         ids = self.items.ids
@@ -211,16 +232,26 @@ class GnnScorer:
     def can_answer_social(self, user_id: str, items: list[str]) -> bool:
         return self.bundle.social is not None and user_id in self.users.row and self.can_answer_next(items)
 
+    @property
+    def transition_successors(self) -> int:
+        """How many successors of a session's last item to pass with a next-item request
+        (:func:`workers.live.transition_prior.session_successors`); 0 when the bundle has no
+        transition prior, and then none need be read."""
+        return self.bundle.transition_successors
+
     @torch.no_grad()
-    def recommend_next_many(self, sessions: list[list[str]], k: int | None = None) -> list[list[tuple[str, float]] | None]:
-        """:meth:`recommend_next` for many sessions in one SR-GNN call and one ranking product."""
+    def recommend_next_many(self, sessions: list[list[str]], k: int | None = None,
+                            successors: list[Successors] | None = None) -> list[list[tuple[str, float]] | None]:
+        """:meth:`recommend_next` for many sessions in one SR-GNN call and one ranking product;
+        ``successors[b]`` are session ``b``'s transition-prior inputs (none: no transition prior)."""
         seqs, table = self._batch_table(sessions)
         ok = [b for b, seq in enumerate(seqs) if seq is not None]
         out: list[list[tuple[str, float]] | None] = [None] * len(sessions)
         if ok:
             batch = collate_sessions([seqs[b] for b in ok])
             queries = self.bundle.srgnn.session_embedding(batch, table).numpy()
-            for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k, "next_item")):
+            succ = None if successors is None else [successors[b] for b in ok]
+            for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k, "next_item", succ)):
                 out[b] = recs
         return out
 
@@ -253,9 +284,10 @@ class GnnScorer:
             out[b] = recs
         return out
 
-    def recommend_next(self, session_items: list[str], k: int | None = None) -> list[tuple[str, float]] | None:
+    def recommend_next(self, session_items: list[str], k: int | None = None,
+                       successors: Successors | None = None) -> list[tuple[str, float]] | None:
         """Top-k next items for a session (oldest item first); None if no item is known yet."""
-        return self.recommend_next_many([session_items], k)[0]
+        return self.recommend_next_many([session_items], k, None if successors is None else [successors])[0]
 
     def recommend_social(self, user_id: str, followees: list[str], items: list[str],
                          k: int | None = None) -> list[tuple[str, float]] | None:

@@ -44,6 +44,9 @@ from models.srgnn import SRGNN, SessionExamples, collate_sessions
 from models.training import Stopwatch
 from workers.live.bundle import ModelBundle, make_bundle_version
 from workers.live.prior import edge_log_popularity, fit_on_holdout
+from workers.live.transition_prior import (
+    fit_with_transitions, held_out_transitions, session_successors, transition_prior_rows,
+)
 
 
 @dataclass(frozen=True)
@@ -66,6 +69,7 @@ class LiveTrainConfig:
     prior_holdout: float = 0.1  # recent sessions held out to fit the popularity prior's weight (0 = no prior)
     prior_holdout_min: int = 200  # held out when the share is fewer, up to a fifth of the sessions
     prior_refit: bool = True  # serve models retrained on all data (held-out ones only fit the prior)
+    transition_successors: int = 50  # successors of a session's last item in the transition prior (0 = none)
     seed: int = 0
     threads: int = 1
 
@@ -77,7 +81,7 @@ class LiveTrainConfig:
         if not isinstance(self.prior_refit, bool):
             raise TypeError(f"LiveTrainConfig.prior_refit must be a bool, got {self.prior_refit!r}")
         for name in ("lightgcn_epochs", "srgnn_epochs", "social_epochs", "max_sessions", "inductive_steps",
-                     "prior_holdout_min"):
+                     "prior_holdout_min", "transition_successors"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LiveTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
 
@@ -119,16 +123,17 @@ def train_lightgcn(edge_index: Tensor, weight: Tensor, n_users: int, n_items: in
 
 
 def _session_examples(store: GraphStore, item_row: dict[str, int], user_row: dict[str, int],
-                      max_sessions: int) -> tuple[list[list[int]], list[int]]:
-    """Sessions (item rows + 1, SR-GNN's 1-based ids) and their users, most recent last."""
-    sessions, users = [], []
+                      max_sessions: int) -> tuple[list[list[int]], list[int], list[str]]:
+    """Sessions (item rows + 1, SR-GNN's 1-based ids), their users and ids, most recent last."""
+    sessions, users, ids = [], [], []
     for sid in store.node_ids("session")[-max_sessions:] if max_sessions else []:
         seq = [item_row[i] + 1 for i in store.session_items(sid) if i in item_row]
         user = store.session_user(sid)
         if len(seq) >= 2 and user in user_row:
             sessions.append(seq)
             users.append(user_row[user])
-    return sessions, users
+            ids.append(sid)
+    return sessions, users, ids
 
 
 def train_srgnn(table: Tensor, sessions: list[list[int]], cfg: LiveTrainConfig,
@@ -260,27 +265,47 @@ def train_models(edge_index: Tensor, weight: Tensor, n_users: int, n_items: int,
 
 
 def fit_prior_weights(prior: Tensor, models: TrainedModels, friends: FriendIndex, held_out: list[list[int]],
-                      held_users: list[int]) -> tuple[dict[str, float], dict]:
+                      held_users: list[int], transitions: Tensor | None = None) -> tuple[dict[str, float], float, dict]:
     """The popularity prior's weight per model (:mod:`workers.live.prior`), fitted on the last
     click of each held-out session against ``prior [I]`` (log-popularity without those clicks;
     ``models`` not trained on them either), and the held-out MRR@20 of every weight tried;
-    weights 0 when nothing was held out."""
+    weights 0 when nothing was held out. With ``transitions [H, I]`` (the held-out sessions'
+    transition prior, :mod:`workers.live.transition_prior`) the next-item weight is fitted
+    jointly with the transition prior's, returned second (0 without)."""
     weights = {"next_item": 0.0, "social": 0.0}
     if not held_out:
-        return weights, {"held_out": 0}
+        return weights, 0.0, {"held_out": 0}
     prefixes = [seq[:-1] for seq in held_out]
     targets = torch.tensor([seq[-1] - 1 for seq in held_out])  # 1-based rows -> item columns
     srgnn, social, table, user_h, item_h = models.srgnn, models.social, models.table, models.user_h, models.item_h
     fits: dict = {"held_out": len(held_out)}
-    weights["next_item"], fits["next_item"] = fit_on_holdout(
-        lambda idx: srgnn.session_embedding(collate_sessions([prefixes[i] for i in idx]), table) @ item_h.t(),
-        len(prefixes), prior, targets)
+    gamma = 0.0
+
+    def next_scores(idx: list[int]) -> Tensor:
+        return srgnn.session_embedding(collate_sessions([prefixes[i] for i in idx]), table) @ item_h.t()
+
+    if transitions is None:
+        weights["next_item"], fits["next_item"] = fit_on_holdout(next_scores, len(prefixes), prior, targets)
+    else:
+        weights["next_item"], gamma, fits["next_item"] = fit_with_transitions(next_scores, len(prefixes), prior,
+                                                                              transitions, targets)
     if social is not None:
         weights["social"], fits["social"] = fit_on_holdout(
             lambda idx: social.query(user_h, table, SessionBatch.from_lists([held_users[i] for i in idx],
                                                                             [prefixes[i] for i in idx]),
                                      friends) @ item_h.t(), len(prefixes), prior, targets)
-    return weights, fits
+    return weights, gamma, fits
+
+
+def held_out_transition_prior(store: GraphStore, now_ms: int, held_out: list[list[int]], held_ids: list[str],
+                              item_ids: list[str], item_row: dict[str, int], k: int) -> Tensor:
+    """The transition prior each held-out click was predicted with: successors of the item
+    before it, without any held-out session's last transition (the module docstring of
+    :mod:`workers.live.transition_prior`)."""
+    without = held_out_transitions(store, held_ids, now_ms)
+    prev = [item_ids[seq[-2] - 1] for seq in held_out]
+    successors = [session_successors(store, [p], now_ms, k) for p in prev]
+    return transition_prior_rows(successors, item_row, len(item_ids), without, prev)
 
 
 def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrainConfig()) -> ModelBundle:
@@ -300,7 +325,7 @@ def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrai
         n_users, n_items = len(user_ids), len(item_ids)
         user_row = {u: i for i, u in enumerate(user_ids)}
         item_row = {it: i for i, it in enumerate(item_ids)}
-        sessions, session_users = _session_examples(store, item_row, user_row, cfg.max_sessions)
+        sessions, session_users, session_ids = _session_examples(store, item_row, user_row, cfg.max_sessions)
         friends = friend_index(store, user_row, now_ms)
         # The held-out clicks must be unseen by every model the prior is fitted against, LightGCN
         # included (its embeddings would otherwise already hold those user-item edges), and by
@@ -312,8 +337,13 @@ def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrai
             edge_index, weight, [(u, seq[-1] - 1) for seq, u in zip(held_out, held_users)], n_items)
         fitted = train_models(train_edges, train_weight, n_users, n_items, sessions[:cut], session_users[:cut],
                               friends, cfg, new_node_encoder=not refit)
-        prior_weight, prior_fit = fit_prior_weights(edge_log_popularity(train_edges[1], train_weight, n_items),
-                                                    fitted, friends, held_out, held_users)
+        transitions = None
+        if held_out and cfg.transition_successors:
+            transitions = held_out_transition_prior(store, now_ms, held_out, session_ids[cut:], item_ids, item_row,
+                                                    cfg.transition_successors)
+        prior_weight, transition_weight, prior_fit = fit_prior_weights(
+            edge_log_popularity(train_edges[1], train_weight, n_items), fitted, friends, held_out, held_users,
+            transitions)
         served = fitted
         info: dict[str, Any] = {}
         if refit:  # serve models that saw everything; the held-out ones only gave the weight
@@ -321,6 +351,8 @@ def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrai
             served = train_models(edge_index, weight, n_users, n_items, sessions, session_users, friends, cfg)
         info.update(served.info)
         info.update(prior_weight=prior_weight, prior_refit=refit, train_seconds=time.perf_counter() - started,
+                    transition_weight={"next_item": transition_weight},
+                    transition_successors=cfg.transition_successors,
                     edges=int(edge_index.size(1)), sessions=len(sessions), follows=int(friends.followees.numel()))
         info["prior_fit_mrr@20"] = prior_fit
         return ModelBundle(make_bundle_version(served.ego, now_ms), user_ids, item_ids, served.ego, cfg.num_layers,

@@ -103,6 +103,9 @@ class EngineSystem:
             value = getattr(engine_stats, key, None)
             if isinstance(value, (int, float)):
                 out[key] = round(value, 2)
+        priors = getattr(engine_stats, "next_item_priors", None)
+        if priors:  # what each training fitted: shows whether the priors were used at all
+            out["next_item_priors"] = [{"popularity": b, "transitions": g} for b, g in priors]
         return out
 
     def __repr__(self) -> str:
