@@ -61,21 +61,14 @@ def _check_id(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a str id, got {value!r}")
 
 
-def top_by_weight(entries: Iterable[Neighbour], k: int | None) -> list[Neighbour]:
-    """Sort by weight descending, ties by id ascending; keep the first ``k`` (all if None)."""
-    key = lambda n: (-n.weight, n.node_id)  # noqa: E731
-    if k is None:
-        return sorted(entries, key=key)
-    return heapq.nsmallest(k, entries, key=key)
-
-
 def _top_decayed(rows: list[tuple[str, float, int]], now_ms: int, half_life_ms: float,
                  k: int | None) -> list[Neighbour]:
-    """``top_by_weight`` over ``(id, weight, t_ref)`` rows decayed to ``now_ms``.
+    """``(id, weight, t_ref)`` rows decayed to ``now_ms``, by weight descending, ties by id
+    ascending; the first ``k`` (all if None).
 
-    The scorer calls this for every neighbour of every recent item, so it decays with plain
-    tuples and builds :class:`Neighbour` objects only for the ``k`` kept; same result as
-    ``top_by_weight(Neighbour(d, decayed_at(w, t, now_ms, hl)) ...)``.
+    The scorer calls this for every neighbour of every recent item (and the trending fallback
+    for every item), so it decays with plain tuples and builds :class:`Neighbour` objects only
+    for the ``k`` kept; weights are :func:`~graph_store.decay.decayed_at`'s.
     """
     if half_life_ms == math.inf:
         keyed = [(-w, d) for d, w, _ in rows]
@@ -213,9 +206,7 @@ class GraphStore(StoreLifecycle, ABC):
         self._check_open()
         _check_time("now_ms", now_ms)
         _check_k(k)
-        hl = self.settings.half_life_ms
-        rows = self._popularity_rows()
-        return top_by_weight((Neighbour(i, decayed_at(w, t, now_ms, hl)) for i, w, t in rows), k)
+        return _top_decayed(self._popularity_rows(), now_ms, self.settings.half_life_ms, k)
 
     def item_popularity_of(self, item_ids: Sequence[str], now_ms: int) -> np.ndarray:
         """Decayed popularity at ``now_ms`` of each of ``item_ids`` (0 for an unknown item), float64.

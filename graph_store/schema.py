@@ -127,8 +127,10 @@ class StoreSettings:
         return hash((self.half_life_ms, tuple(sorted(self.kind_weights.items())), self.session_history))
 
 
-@dataclass(frozen=True)
-class Neighbour:
+class Neighbour(NamedTuple):
+    """One neighbour and its decayed weight. A named tuple rather than a frozen dataclass: the
+    scorer builds a few dozen per event, and a tuple is built ~4x faster."""
+
     node_id: str
     weight: float
 

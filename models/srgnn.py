@@ -86,12 +86,38 @@ def collate_padded(items: Tensor, lengths: Tensor) -> SessionGraphBatch:
 
 
 def collate_sessions(sessions: Sequence[Sequence[int]]) -> SessionGraphBatch:
-    """Session graphs from Python lists of item ids (the scorer's entry point)."""
+    """Session graphs from Python lists of item ids (the scorer's entry point).
+
+    The same batch as :func:`collate_padded` over the padded sessions, built with dicts and
+    sets: the live scorer collates a few dozen short sessions per call, where the vectorised
+    path's ~20 small tensor ops cost more (~3x here) than the Python they replace.
+    """
+    if not sessions or min(len(s) for s in sessions) < 1:
+        raise ValueError(f"every session needs 1.. clicks; got lengths {[len(s) for s in sessions]}")
+    width = max(len(s) for s in sessions)
+    x: list[int] = []
+    batch: list[int] = []
+    alias: list[list[int]] = []
+    last: list[int] = []
+    edges: set[tuple[int, int]] = set()
+    for b, s in enumerate(sessions):
+        uniq = sorted(set(s))
+        if uniq[0] < 1:
+            raise ValueError("item ids must be >= 1 (0 is the padding id)")
+        node = {item: len(x) + i for i, item in enumerate(uniq)}
+        x.extend(uniq)
+        batch.extend([b] * len(uniq))
+        row = [node[item] for item in s]
+        edges.update(zip(row, row[1:]))
+        last.append(row[-1])
+        alias.append(row + [0] * (width - len(row)))
     lengths = torch.tensor([len(s) for s in sessions], dtype=torch.long)
-    items = torch.zeros(len(sessions), int(lengths.max()) if len(sessions) else 0, dtype=torch.long)
-    for row, s in enumerate(sessions):
-        items[row, :len(s)] = torch.as_tensor(list(s), dtype=torch.long)
-    return collate_padded(items, lengths)
+    ordered = sorted(edges)  # collate_padded's order: by src * num_nodes + dst
+    return SessionGraphBatch(
+        x=torch.tensor(x, dtype=torch.long),
+        edge_index=torch.tensor(ordered, dtype=torch.long).reshape(-1, 2).t(),
+        batch=torch.tensor(batch, dtype=torch.long), alias=torch.tensor(alias, dtype=torch.long),
+        mask=torch.arange(width) < lengths[:, None], last=torch.tensor(last, dtype=torch.long))
 
 
 @dataclass(frozen=True)

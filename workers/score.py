@@ -25,7 +25,7 @@ import json
 import logging
 import os
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -189,6 +189,10 @@ class ScoreLoop:
             self._trending_at_ms, self._trending_age = now_ms, 0
         return self._trending
 
+    def _lazy_trending(self, now_ms: int) -> Iterator[Neighbour]:
+        """:meth:`trending`, computed only if a baseline has too few candidates and reads it."""
+        yield from self.trending(now_ms)
+
     def recommend(self, event) -> list[Scored]:
         """What to emit for one already-applied event. Pure of I/O."""
         if isinstance(event, Interaction):
@@ -210,7 +214,7 @@ class ScoreLoop:
             if items is not None:
                 return self._gnn_scored(user, session, "next_item", items, now_ms)
         items = next_item_transitions(self.store, session, now_ms, k=s.k, context=s.session_context,
-                                      trending=self.trending(now_ms))
+                                      trending=self._lazy_trending(now_ms))
         return Scored(user, session, "next_item", items, "transitions", s.model_version)
 
     def _social(self, user: str, session: str | None, now_ms: int, *, gnn: bool = True) -> Scored:
@@ -220,7 +224,7 @@ class ScoreLoop:
             if items is not None:
                 return self._gnn_scored(user, session, "social", items, now_ms)
         items = social_followees(self.store, user, now_ms, k=s.k, max_followees=s.max_followees,
-                                 trending=self.trending(now_ms))
+                                 trending=self._lazy_trending(now_ms))
         return Scored(user, session, "social", items, "transitions", s.model_version)
 
     def _score_quality(self, event: Interaction) -> None:
@@ -307,8 +311,9 @@ class ScoreLoop:
             if scorer is not None and scorer.can_answer_next(items):
                 pending.next_request = items
                 pending.next_successors = self.gnn.successors(self.store, items, event.ts)
-            else:
-                pending.outs.append(self._next_item(event.user_id, event.session_id, event.ts))
+            else:  # the GNN cannot answer: straight to the baseline
+                pending.outs.append(self._next_item(event.user_id, event.session_id, event.ts,
+                                                    gnn=False))
             user, session = event.user_id, event.session_id
         else:
             user, session = event.src_user, None

@@ -92,11 +92,14 @@ class GnnScorer:
     def set_item_prior(self, ids: list[str], values: np.ndarray) -> None:
         """The popularity prior (:mod:`workers.live.prior`) of the items ``ids``; items not
         listed (or published later) get 0 until the next call."""
-        prior = np.zeros(len(self.items), dtype=np.float32)
-        row = self.items.row
-        rows = np.fromiter((row.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
-        known = rows >= 0
-        prior[rows[known]] = np.asarray(values, dtype=np.float32)[known]
+        if ids is self.items.ids:  # refresh_prior: already in row order, no lookups
+            prior = np.asarray(values, dtype=np.float32).copy()
+        else:
+            prior = np.zeros(len(self.items), dtype=np.float32)
+            row = self.items.row
+            rows = np.fromiter((row.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+            known = rows >= 0
+            prior[rows[known]] = np.asarray(values, dtype=np.float32)[known]
         self._prior = prior
         # β·prior per model, computed once here rather than for every scored batch.
         self._scaled = {kind: beta * prior for kind in ("next_item", "social")

@@ -107,8 +107,19 @@ def add_transition_bonus(scores: np.ndarray, successors: Sequence[Successors | N
     fancy-indexed add for the batch; a row's successors are distinct items)."""
     n = scores.shape[1]
     get = item_row.get
-    flat = [(b, r, w) for b, succ in enumerate(successors) if succ
-            for item, w in succ if (r := get(item)) is not None and r < n]
-    if flat:
-        b, r, w = zip(*flat)
-        scores[list(b), list(r)] += gamma * np.log1p(np.asarray(w, dtype=np.float32))
+    rows: list[int] = []
+    cols: list[int] = []
+    weights: list[float] = []
+    for b, succ in enumerate(successors):
+        if not succ:
+            continue
+        for item, w in succ:
+            r = get(item)
+            if r is not None and r < n:
+                cols.append(r)
+                weights.append(w)
+        rows.extend([b] * (len(cols) - len(rows)))
+    if cols:
+        bonus = np.log1p(np.array(weights, dtype=np.float32))
+        bonus *= np.float32(gamma)
+        scores[np.array(rows, dtype=np.intp), np.array(cols, dtype=np.intp)] += bonus
