@@ -61,25 +61,27 @@ def _check_id(name: str, value: Any) -> None:
         raise TypeError(f"{name} must be a str id, got {value!r}")
 
 
-def _top_decayed(rows: list[tuple[str, float, int]], now_ms: int, half_life_ms: float,
+def _top_decayed(rows: Iterable[tuple[str, tuple[float, int]]], now_ms: int, half_life_ms: float,
                  k: int | None) -> list[Neighbour]:
-    """``(id, weight, t_ref)`` rows decayed to ``now_ms``, by weight descending, ties by id
+    """``(id, (weight, t_ref))`` rows decayed to ``now_ms``, by weight descending, ties by id
     ascending; the first ``k`` (all if None).
 
     The scorer calls this for every neighbour of every recent item (and the trending fallback
-    for every item), so it decays with plain tuples and builds :class:`Neighbour` objects only
-    for the ``k`` kept; weights are :func:`~graph_store.decay.decayed_at`'s.
+    for every item), so it decays with plain tuples, reads a memory store's dict items as they
+    are, and builds :class:`Neighbour` tuples only for the ``k`` kept (``tuple.__new__``: no
+    Python-level constructor call); weights are :func:`~graph_store.decay.decayed_at`'s.
     """
     if half_life_ms == math.inf:
-        keyed = [(-w, d) for d, w, _ in rows]
+        keyed = [(-w, d) for d, (w, _) in rows]
     else:
         c = -1.0 / half_life_ms
-        keyed = [(-(w * 2.0 ** (c * (now_ms - t))) if now_ms > t else -w, d) for d, w, t in rows]
+        keyed = [(-(w * 2.0 ** (c * (now_ms - t))) if now_ms > t else -w, d) for d, (w, t) in rows]
     if k is None or k >= len(keyed):
         keyed.sort()
     else:
         keyed = heapq.nsmallest(k, keyed)
-    return [Neighbour(d, -nw) for nw, d in keyed]
+    new = tuple.__new__
+    return [new(Neighbour, (d, -nw)) for nw, d in keyed]
 
 
 class GraphStore(StoreLifecycle, ABC):
@@ -156,8 +158,7 @@ class GraphStore(StoreLifecycle, ABC):
         _check_id("node_id", node_id)
         _check_time("now_ms", now_ms)
         _check_k(k)
-        rows = self._out_edges(edge_type, node_id)
-        return _top_decayed(rows, now_ms, self.settings.half_life_ms, k)
+        return _top_decayed(self._out_edges(edge_type, node_id), now_ms, self.settings.half_life_ms, k)
 
     def edge_weight(self, edge_type: str, src_id: str, dst_id: str, now_ms: int) -> float:
         """Decayed weight of one edge at ``now_ms``; 0.0 if absent."""
@@ -293,8 +294,9 @@ class GraphStore(StoreLifecycle, ABC):
     def _watermark(self) -> int | None: ...
 
     @abstractmethod
-    def _out_edges(self, edge_type: str, node_id: str) -> list[tuple[str, float, int]]:
-        """(target id, stored weight, t_ref) of the node's out-edges; [] if unknown."""
+    def _out_edges(self, edge_type: str, node_id: str) -> Iterable[tuple[str, tuple[float, int]]]:
+        """``(target id, (stored weight, t_ref))`` of the node's out-edges; empty if unknown
+        (a memory store's dict items as they are)."""
 
     @abstractmethod
     def _edge_value(self, edge_type: str, src_id: str, dst_id: str) -> tuple[float, int] | None: ...
@@ -309,12 +311,13 @@ class GraphStore(StoreLifecycle, ABC):
     def _session(self, session_id: str) -> SessionState | None: ...
 
     @abstractmethod
-    def _popularity_rows(self) -> list[tuple[str, float, int]]: ...
+    def _popularity_rows(self) -> Iterable[tuple[str, tuple[float, int]]]:
+        """``(item id, (stored popularity, t_ref))`` of every item with popularity."""
 
     def _popularity_of(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """``(weight float64, t_ref int64)`` stored for each id, ``(0, 0)`` when it has none.
         Generic over :meth:`_popularity_rows`; a backend may look the ids up directly."""
-        stored = {i: (w, t) for i, w, t in self._popularity_rows()}
+        stored = dict(self._popularity_rows())
         return _weight_arrays([stored.get(i, _NO_POPULARITY) for i in ids])
 
     @abstractmethod

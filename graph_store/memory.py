@@ -9,7 +9,7 @@ batch leaves the store unchanged; nothing is persisted.
 """
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -31,6 +31,7 @@ from graph_store.schema import (
 __all__ = ["MemoryGraphStore"]
 
 Adjacency = dict[str, dict[str, tuple[float, int]]]
+_EMPTY: dict[str, tuple[float, int]] = {}
 
 
 class MemoryGraphStore(GraphStore):
@@ -180,9 +181,8 @@ class MemoryGraphStore(GraphStore):
     def _watermark(self) -> int | None:
         return self._wm
 
-    def _out_edges(self, edge_type: str, node_id: str) -> list[tuple[str, float, int]]:
-        row = self._adj[edge_type].get(node_id, {})
-        return [(dst, w, t) for dst, (w, t) in row.items()]
+    def _out_edges(self, edge_type: str, node_id: str) -> Iterable[tuple[str, tuple[float, int]]]:
+        return self._adj[edge_type].get(node_id, _EMPTY).items()
 
     def _edge_value(self, edge_type: str, src_id: str, dst_id: str) -> tuple[float, int] | None:
         return self._adj[edge_type].get(src_id, {}).get(dst_id)
@@ -203,8 +203,8 @@ class MemoryGraphStore(GraphStore):
         st = self._sessions.get(session_id)
         return None if st is None else SessionState(st[0], tuple(st[1]), st[2], st[3])
 
-    def _popularity_rows(self) -> list[tuple[str, float, int]]:
-        return [(i, w, t) for i, (w, t) in self._pop.items()]
+    def _popularity_rows(self) -> Iterable[tuple[str, tuple[float, int]]]:
+        return self._pop.items()
 
     def _popularity_of(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         get = self._pop.get

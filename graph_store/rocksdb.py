@@ -286,18 +286,15 @@ class RocksDBGraphStore(PlannedGraphStore):
     def _watermark(self) -> int | None:
         return self._wm
 
-    def _out_edges(self, edge_type: str, node_id: str) -> list[tuple[str, float, int]]:
+    def _out_edges(self, edge_type: str, node_id: str) -> list[tuple[str, tuple[float, int]]]:
         src_t, dst_t, _ = EDGE_TYPES[edge_type]
         with self._guard():
             src = self._lookup_indices(src_t, [node_id]).get(node_id)
             if src is None:
                 return []
-            rows = [
-                (_U32.unpack_from(k, 6)[0], *_WEIGHT.unpack(v))
-                for k, v in self._scan(codec.edge_prefix(edge_type, src))
-            ]
+            rows = [(_U32.unpack_from(k, 6)[0], _WEIGHT.unpack(v)) for k, v in self._scan(codec.edge_prefix(edge_type, src))]
             ids = self._ids_of(dst_t, [r[0] for r in rows]) if rows else []
-        return [(node, w, t) for node, (_, w, t) in zip(ids, rows)]
+        return [(node, wt) for node, (_, wt) in zip(ids, rows)]
 
     def _edge_value(self, edge_type: str, src_id: str, dst_id: str) -> tuple[float, int] | None:
         src_t, dst_t, _ = EDGE_TYPES[edge_type]
@@ -332,10 +329,10 @@ class RocksDBGraphStore(PlannedGraphStore):
             value = self._db.get(codec.session_key(session_id))
             return None if value is None else codec.decode_session(value)
 
-    def _popularity_rows(self) -> list[tuple[str, float, int]]:
+    def _popularity_rows(self) -> list[tuple[str, tuple[float, int]]]:
         with self._guard():
             ids = self._node_ids("item")
-            return [(ids[_U32.unpack_from(k, 1)[0]], *_WEIGHT.unpack(v)) for k, v in self._scan(codec.POP_PREFIX)]
+            return [(ids[_U32.unpack_from(k, 1)[0]], _WEIGHT.unpack(v)) for k, v in self._scan(codec.POP_PREFIX)]
 
     def _node_index(self, node_type: str, node_id: str) -> int | None:
         with self._guard():

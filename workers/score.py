@@ -28,7 +28,7 @@ import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 
@@ -48,9 +48,9 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 
-@dataclass(frozen=True)
-class Scored:
-    """One recommendation to emit, with what produced it (``recommender``: gnn | transitions)."""
+class Scored(NamedTuple):
+    """One recommendation to emit, with what produced it (``recommender``: gnn | transitions).
+    A named tuple: the worker builds two per event."""
 
     user_id: str
     session_id: str | None
@@ -201,11 +201,20 @@ class ScoreLoop:
         return [self._social(event.src_user, None, event.ts)]
 
     def _gnn_scored(self, user: str, session: str | None, kind: str, items, now_ms: int) -> Scored:
-        assert self.gnn is not None and self.gnn.model_version is not None
-        watermark = self.gnn.watermark_ms
-        if watermark is not None:
-            self._child(m.EMBEDDING_STALENESS, self.worker).observe(max(0.0, (now_ms - watermark) / 1000.0))
-        return Scored(user, session, kind, items, "gnn", self.gnn.model_version, self.gnn.embedding_version)
+        assert self.gnn is not None and self.gnn.scorer is not None
+        return self._gnn_scored_by(self.gnn.scorer, self._child(m.EMBEDDING_STALENESS, self.worker))(
+            user, session, kind, items, now_ms)
+
+    @staticmethod
+    def _gnn_scored_by(scorer, staleness) -> Callable[[str, str | None, str, list, int], Scored]:
+        """:meth:`_gnn_scored` with the scorer's versions read once (for a whole batch)."""
+        model, embedding, watermark = scorer.model_version, scorer.embedding_version, scorer.watermark_ms
+
+        def scored(user: str, session: str | None, kind: str, items, now_ms: int) -> Scored:
+            if watermark is not None:
+                staleness.observe(max(0.0, (now_ms - watermark) / 1000.0))
+            return Scored(user, session, kind, items, "gnn", model, embedding)
+        return scored
 
     def _next_item(self, user: str, session: str, now_ms: int, *, gnn: bool = True) -> Scored:
         s = self.settings
@@ -331,19 +340,20 @@ class ScoreLoop:
         if self.gnn is None or self.gnn.scorer is None:
             return
         scorer, k = self.gnn.scorer, self.settings.k
+        gnn_scored = self._gnn_scored_by(scorer, self._child(m.EMBEDDING_STALENESS, self.worker))
         nxt = [p for p in pending if p.next_request is not None]
         if nxt:
             successors = None if scorer.transition_successors == 0 else [p.next_successors or [] for p in nxt]
             for p, items in zip(nxt, scorer.recommend_next_many([p.next_request for p in nxt], k, successors)):
                 ev = p.event
-                p.outs.insert(0, self._gnn_scored(ev.user_id, ev.session_id, "next_item", items, ev.ts)
+                p.outs.insert(0, gnn_scored(ev.user_id, ev.session_id, "next_item", items, ev.ts)
                               if items is not None else self._next_item(ev.user_id, ev.session_id, ev.ts, gnn=False))
         soc = [p for p in pending if p.social_request is not None]
         if soc:
             for p, items in zip(soc, scorer.recommend_social_many([p.social_request for p in soc], k)):
                 ev = p.event
                 user, session = (ev.user_id, ev.session_id) if isinstance(ev, Interaction) else (ev.src_user, None)
-                p.outs.append(self._gnn_scored(user, session, "social", items, ev.ts)
+                p.outs.append(gnn_scored(user, session, "social", items, ev.ts)
                               if items is not None else self._social(user, session, ev.ts, gnn=False))
 
     async def _send(self, p: _Pending) -> list:
