@@ -35,7 +35,7 @@ from aiokafka import AIOKafkaProducer
 from graph_store import GraphStore, Neighbour
 from stream.events import Follow, Interaction, Invalid, encode_recommendation_items
 from workers import metrics as m
-from workers.ingest_core import IngestCore
+from workers.ingest_core import IngestCore, store_trusts_decoder
 from workers.kafka_io import TP, BatchConsumer, RawRecord
 from workers.live.quality import OnlineQuality
 from workers.process_tuning import HeapFreezer
@@ -298,14 +298,17 @@ class ScoreLoop:
             self._child(m.EVENTS_SKIPPED, self.worker).inc()
             return None
         self._child(m.EVENTS_CONSUMED, self.worker, rec.topic).inc()
-        event = self.decoder.decode(rec, int(self.clock() * 1000))
+        now_ms = int(self.clock() * 1000)
+        event = self.decoder.decode(rec, now_ms)
         offsets = {tp: rec.offset + 1}
         if isinstance(event, Invalid):
             self._child(m.REJECTED, self.worker, event.reason).inc()
             self.store.apply_many([], offsets)
             self.committed[tp] = rec.offset + 1
             return None
-        self.store.apply_one(event, offsets)
+        # The decoder checked the event by the store's rules: no second validation.
+        trusted = store_trusts_decoder(self.store.settings, self.decoder.limits, now_ms)
+        self.store.apply_many([event], offsets, trusted=trusted)
         self.committed[tp] = rec.offset + 1
         self._child(m.EVENTS_APPLIED, self.worker, "interaction" if isinstance(event, Interaction) else "follow").inc()
         if rec.offset < self.scored.get(tp, 0):
