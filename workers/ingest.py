@@ -88,6 +88,7 @@ class IngestLoop:
         if not parts:
             self._maybe_export_gauges(force=False)
             return 0
+        await self.consumer.prefetch()  # the broker serves the next batch while this one is applied
         n_records = sum(map(len, parts.values()))
         self.freezer.maybe_freeze(True)  # re-freezes after a full collection; cheap otherwise
         started = time.perf_counter()
