@@ -199,5 +199,4 @@ class RefreshLoop:
 def build_refresh_loop(settings: RefreshSettings) -> RefreshLoop:
     """The loop `gnnrec worker refresh` runs (inside :class:`workers.runner.LoopService`)."""
     torch.set_num_threads(1)  # more threads spin on a shared 2-core box and run ~10x slower
-    return RefreshLoop(settings, open_store(settings),
-                       RocksDBEmbeddingStore(settings.embeddings_dir, flush_each_commit=True))
+    return RefreshLoop(settings, open_store(settings), RocksDBEmbeddingStore(settings.embeddings_dir))

@@ -140,13 +140,26 @@ def resolve_kafka(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None =
         return lib
 
 
+def cluster_id() -> str:
+    """A random KRaft cluster id: a UUID in unpadded URL-safe base64, never starting with ``-``.
+
+    One id in 64 would start with ``-``, which the storage tool's argument parser reads as an
+    option ("argument --cluster-id/-t: expected one argument"); Kafka's own ``Uuid.randomUuid``
+    draws again in that case, and so does this.
+    """
+    while True:
+        value = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+        if not value.startswith("-"):
+            return value
+
+
 def _format_storage(java: str, classpath: str, properties: Path, log_path: Path) -> None:
-    cluster_id = base64.urlsafe_b64encode(uuid.uuid4().bytes).rstrip(b"=").decode()
+    cid = cluster_id()
     cmd = [
         # A short-lived tool: C1-only JIT and serial GC start it about twice as fast.
         java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
         "-cp", classpath, "kafka.tools.StorageTool",
-        "format", "-t", cluster_id, "-c", str(properties),
+        "format", "-t", cid, "-c", str(properties),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     with open(log_path, "a") as fh:

@@ -255,14 +255,17 @@ def test_cli_workers_publish_swap_and_survive_sigkill(kafka_broker: BrokerHandle
         publish(new, models)
         v2 = wait_for(lambda: (v := _whole_version(reader, oracle)) and v.startswith(new.version + "/") and v,
                       30, "the swapped model's embeddings")
-        assert metric_sum(refresh.scrape(), "gnnrec_refresh_runs_total", kind="swap") == 1
+        # The worker counts a run after its commit returns: the reader can see the rows first.
+        wait_for(lambda: metric_sum(refresh.scrape(), "gnnrec_refresh_runs_total", kind="swap") == 1, 10,
+                 "the swap counted")
 
         more = _events(300, 9, start_ms + 2_000_000)  # then a local refresh at the new watermark
         asyncio.run(_produce(kafka_broker.bootstrap, topics, more))
         oracle.apply_many(more)
         v3 = wait_for(lambda: _whole_version(reader, oracle), 30, "embeddings of the new events")
         assert v3.startswith(new.version + "/") and v3 != v2
-        assert metric_sum(refresh.scrape(), "gnnrec_refresh_runs_total", kind="local") >= 1
+        wait_for(lambda: metric_sum(refresh.scrape(), "gnnrec_refresh_runs_total", kind="local") >= 1, 10,
+                 "a local refresh counted")
 
         refresh.kill()  # SIGKILL: no shutdown code runs; the last whole version stays readable
         assert _whole_version(reader, oracle) == v3
