@@ -292,7 +292,8 @@ class RocksDBGraphStore(PlannedGraphStore):
             src = self._lookup_indices(src_t, [node_id]).get(node_id)
             if src is None:
                 return []
-            rows = [(_U32.unpack_from(k, 6)[0], _WEIGHT.unpack(v)) for k, v in self._scan(codec.edge_prefix(edge_type, src))]
+            scan = self._scan(codec.edge_prefix(edge_type, src))
+            rows = [(_U32.unpack_from(k, 6)[0], _WEIGHT.unpack(v)) for k, v in scan]
             ids = self._ids_of(dst_t, [r[0] for r in rows]) if rows else []
         return [(node, wt) for node, (_, wt) in zip(ids, rows)]
 

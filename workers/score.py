@@ -127,6 +127,7 @@ class ScoreLoop:
         self._serving: tuple[str | None, str | None] = (None, None)
         self.quality = OnlineQuality(k=settings.k, max_sessions=settings.quality_sessions)
         self._children: dict[tuple, object] = {}
+        self._trusted = False  # set per batch by run_once
         m.set_model_version(worker, settings.model_version, 0)
 
     def _child(self, metric, *labels: str):
@@ -201,20 +202,11 @@ class ScoreLoop:
         return [self._social(event.src_user, None, event.ts)]
 
     def _gnn_scored(self, user: str, session: str | None, kind: str, items, now_ms: int) -> Scored:
-        assert self.gnn is not None and self.gnn.scorer is not None
-        return self._gnn_scored_by(self.gnn.scorer, self._child(m.EMBEDDING_STALENESS, self.worker))(
-            user, session, kind, items, now_ms)
-
-    @staticmethod
-    def _gnn_scored_by(scorer, staleness) -> Callable[[str, str | None, str, list, int], Scored]:
-        """:meth:`_gnn_scored` with the scorer's versions read once (for a whole batch)."""
-        model, embedding, watermark = scorer.model_version, scorer.embedding_version, scorer.watermark_ms
-
-        def scored(user: str, session: str | None, kind: str, items, now_ms: int) -> Scored:
-            if watermark is not None:
-                staleness.observe(max(0.0, (now_ms - watermark) / 1000.0))
-            return Scored(user, session, kind, items, "gnn", model, embedding)
-        return scored
+        scorer = self.gnn.scorer if self.gnn is not None else None
+        assert scorer is not None
+        if scorer.watermark_ms is not None:
+            self._child(m.EMBEDDING_STALENESS, self.worker).observe(max(0.0, (now_ms - scorer.watermark_ms) / 1000.0))
+        return Scored(user, session, kind, items, "gnn", scorer.model_version, scorer.embedding_version)
 
     def _next_item(self, user: str, session: str, now_ms: int, *, gnn: bool = True) -> Scored:
         s = self.settings
@@ -261,6 +253,8 @@ class ScoreLoop:
             self._maybe_save_scored(force=False)
             self._maybe_export_gauges()
             return 0
+        # The decoder checks events by the store's rules; then the store need not check again.
+        self._trusted = store_trusts_decoder(self.store.settings, self.decoder.limits, int(self.clock() * 1000))
         pending = [p for rec in records if (p := self._apply(rec)) is not None]
         self._answer_gnn(pending)
         futures = []
@@ -298,17 +292,14 @@ class ScoreLoop:
             self._child(m.EVENTS_SKIPPED, self.worker).inc()
             return None
         self._child(m.EVENTS_CONSUMED, self.worker, rec.topic).inc()
-        now_ms = int(self.clock() * 1000)
-        event = self.decoder.decode(rec, now_ms)
+        event = self.decoder.decode(rec, int(self.clock() * 1000))
         offsets = {tp: rec.offset + 1}
         if isinstance(event, Invalid):
             self._child(m.REJECTED, self.worker, event.reason).inc()
             self.store.apply_many([], offsets)
             self.committed[tp] = rec.offset + 1
             return None
-        # The decoder checked the event by the store's rules: no second validation.
-        trusted = store_trusts_decoder(self.store.settings, self.decoder.limits, now_ms)
-        self.store.apply_many([event], offsets, trusted=trusted)
+        self.store.apply_many([event], offsets, trusted=self._trusted)
         self.committed[tp] = rec.offset + 1
         self._child(m.EVENTS_APPLIED, self.worker, "interaction" if isinstance(event, Interaction) else "follow").inc()
         if rec.offset < self.scored.get(tp, 0):
@@ -343,20 +334,19 @@ class ScoreLoop:
         if self.gnn is None or self.gnn.scorer is None:
             return
         scorer, k = self.gnn.scorer, self.settings.k
-        gnn_scored = self._gnn_scored_by(scorer, self._child(m.EMBEDDING_STALENESS, self.worker))
         nxt = [p for p in pending if p.next_request is not None]
         if nxt:
             successors = None if scorer.transition_successors == 0 else [p.next_successors or [] for p in nxt]
             for p, items in zip(nxt, scorer.recommend_next_many([p.next_request for p in nxt], k, successors)):
                 ev = p.event
-                p.outs.insert(0, gnn_scored(ev.user_id, ev.session_id, "next_item", items, ev.ts)
+                p.outs.insert(0, self._gnn_scored(ev.user_id, ev.session_id, "next_item", items, ev.ts)
                               if items is not None else self._next_item(ev.user_id, ev.session_id, ev.ts, gnn=False))
         soc = [p for p in pending if p.social_request is not None]
         if soc:
             for p, items in zip(soc, scorer.recommend_social_many([p.social_request for p in soc], k)):
                 ev = p.event
                 user, session = (ev.user_id, ev.session_id) if isinstance(ev, Interaction) else (ev.src_user, None)
-                p.outs.append(gnn_scored(user, session, "social", items, ev.ts)
+                p.outs.append(self._gnn_scored(user, session, "social", items, ev.ts)
                               if items is not None else self._social(user, session, ev.ts, gnn=False))
 
     async def _send(self, p: _Pending) -> list:

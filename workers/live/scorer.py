@@ -92,14 +92,15 @@ class GnnScorer:
     def set_item_prior(self, ids: list[str], values: np.ndarray) -> None:
         """The popularity prior (:mod:`workers.live.prior`) of the items ``ids``; items not
         listed (or published later) get 0 until the next call."""
-        if ids is self.items.ids:  # refresh_prior: already in row order, no lookups
-            prior = np.asarray(values, dtype=np.float32).copy()
-        else:
-            prior = np.zeros(len(self.items), dtype=np.float32)
-            row = self.items.row
-            rows = np.fromiter((row.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
-            known = rows >= 0
-            prior[rows[known]] = np.asarray(values, dtype=np.float32)[known]
+        prior = np.zeros(len(self.items), dtype=np.float32)
+        row = self.items.row
+        rows = np.fromiter((row.get(i, -1) for i in ids), dtype=np.int64, count=len(ids))
+        known = rows >= 0
+        prior[rows[known]] = np.asarray(values, dtype=np.float32)[known]
+        self._set_prior(prior)
+
+    def _set_prior(self, prior: np.ndarray) -> None:
+        """``prior`` float32 over the item rows, in row order."""
         self._prior = prior
         # β·prior per model, computed once here rather than for every scored batch.
         self._scaled = {kind: beta * prior for kind in ("next_item", "social")
@@ -109,7 +110,8 @@ class GnnScorer:
         """Recompute the prior of every item from ``store``'s popularity at ``now_ms`` (at each
         refresh); skipped when the bundle fitted no prior weight for either model."""
         if any(self.bundle.prior_weight(kind) for kind in ("next_item", "social")):
-            self.set_item_prior(self.items.ids, item_log_popularity(store, self.items.ids, now_ms))
+            # Read in row order, so no id lookups (a fresh array: ours to keep).
+            self._set_prior(item_log_popularity(store, self.items.ids, now_ms))
 
     def _prior_for(self, kind: str, n: int) -> np.ndarray | None:
         """``β · prior`` over the first ``n`` item rows, or None when the bundle's β is 0."""
