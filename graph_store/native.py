@@ -11,7 +11,9 @@ does the same work in well under a microsecond.
 
 The ingest worker goes further and stages the raw payloads of a fetch (:meth:`stage_raw`):
 the kernel decodes every record it is sure the reference decoder accepts and hands the rest
-back, so no Python event object is built for a clean record.
+back, so no Python event object is built for a clean record. With :meth:`stage_kafka` it reads
+the records themselves from a partition's fetched record batches, so no Python object at all is
+built for a clean record (``workers/kafka_chunks.py`` hands those bytes out).
 
 Memory: the mirror holds the whole graph (about 40 bytes an edge), unlike the bounded caches of
 the Python store. Writes go to a vector memtable (:class:`graph_store.options.RocksDBOptions`),
@@ -45,12 +47,20 @@ except ImportError as exc:  # not built: the Python store serves instead
 else:
     _IMPORT_ERROR = ""
 
-__all__ = ["NATIVE_OPTIONS", "NativeRocksDBGraphStore", "native_available", "native_unavailable_reason"]
+__all__ = ["NATIVE_OPTIONS", "NativeRocksDBGraphStore", "kafka_records", "native_available", "native_unavailable_reason"]
 
 # The mirror answers every lookup of a batch, so nothing is read back from the memtable: a
 # vector memtable and no memtable bloom filter make each written key cheap. No WAL: the
 # consumed offsets are in the same commits, so what a crash loses is re-read from Kafka.
 NATIVE_OPTIONS = RocksDBOptions(memtable="vector", memtable_bloom_ratio=0.0, wal=False)
+
+
+def kafka_records(buf: bytes, fetch_offset: int, check_crc: bool = True) -> list[tuple[int, int, bytes | None, bytes | None]]:
+    """``(offset, timestamp, key, value)`` of every record at or past ``fetch_offset`` in one
+    partition's fetched record batches (see :meth:`NativeRocksDBGraphStore.stage_kafka`)."""
+    if _native is None:
+        raise RuntimeError(f"graph_store._native is not available ({native_unavailable_reason()})")
+    return _native.kafka_records(buf, fetch_offset, check_crc)[0]
 
 
 def native_available() -> bool:
@@ -125,6 +135,23 @@ class NativeRocksDBGraphStore(RocksDBGraphStore):
         """
         self._check_writable()
         return self._kernel.stage_raw(values, max_ts)
+
+    def stage_kafka(self, buf: bytes, fetch_offset: int, committed: int, max_ts: int,
+                    check_crc: bool = True) -> tuple[list[tuple[int, int, bytes | None, bytes | None, int]], int, int, int]:
+        """Stage the interactions of one partition's fetched record batches (Kafka's record
+        batch format, magic 2, uncompressed: what a fetch response carries), as :meth:`stage_raw`
+        does for payloads, without a Python object per record.
+
+        Records below ``fetch_offset`` are ignored and those below ``committed`` counted as
+        replays. Returns ``(deferred, kept, skipped, last_offset)``: ``deferred`` holds ``(offset,
+        timestamp, key, value, position)`` of each record for the reference decoder (as from
+        :meth:`stage_raw`), ``last_offset`` is that of the last kept record (-1 if none). Raises
+        ValueError on a batch that fails its CRC or is not of that format.
+        """
+        self._check_writable()
+        deferred, kept, skipped, last, _next = self._kernel.stage_kafka(buf, fetch_offset, committed, max_ts,
+                                                                        check_crc)
+        return deferred, kept, skipped, last
 
     def stage_event(self, event: Any, position: int | None = None) -> None:
         """Stage one event (validated here), appended or into an empty slot of :meth:`stage_raw`."""

@@ -53,7 +53,9 @@ class IngestLoop:
             bootstrap, [topics.interactions, topics.follows], group_id=settings.group_id,
             stored_offsets=lambda: self.committed, max_records=settings.batch_max,
             timeout_ms=settings.batch_timeout_ms, client_id=f"gnnrec-{worker}",
-            on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True))
+            on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True),
+            chunks=self.stage is not None and settings.fetch_chunks == "on")
+        m.INGEST_PATH.labels(worker, type(store).__name__, "chunks" if self.consumer.chunks else "records").set(1)
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
         # The loop keeps almost nothing (the native store's state is not Python objects), but
         # every fetch allocates thousands of records, and each automatic full collection walked
@@ -66,6 +68,7 @@ class IngestLoop:
         # Seconds spent per stage over batches that brought records (the ingest bench reports
         # them per event): fetching (aiokafka's getmany), decoding, applying to the store.
         self.stage_seconds = {"fetch": 0.0, "decode": 0.0, "apply": 0.0}
+        self.batches = 0  # fetches that brought records
 
     async def start(self) -> None:
         await self.producer.start()
@@ -89,7 +92,7 @@ class IngestLoop:
             self._maybe_export_gauges(force=False)
             return 0
         await self.consumer.prefetch()  # the broker serves the next batch while this one is applied
-        n_records = sum(map(len, parts.values()))
+        self.batches += 1
         self.freezer.maybe_freeze(True)  # re-freezes after a full collection; cheap otherwise
         started = time.perf_counter()
         stages = self.stage_seconds
@@ -97,6 +100,7 @@ class IngestLoop:
         now_ms = int(self.clock() * 1000)
         batch = self.core.prepare_partitions(parts, self.committed, now_ms, self.stage)
         stages["decode"] += time.perf_counter() - started
+        n_records = sum(batch.consumed.values()) + batch.skipped  # not len(parts): a chunk is one entry
         if batch.dead:
             await self._send_dead_letters(batch)
         applying = time.perf_counter()

@@ -27,6 +27,7 @@ from stream.events import (
 )
 from stream.topics import TopicSettings
 from workers.fast_decode import decode_interactions_split
+from workers.kafka_chunks import Chunk
 from workers.kafka_io import TP, RawRecord
 
 
@@ -52,6 +53,8 @@ class Stage(Protocol):
     (:class:`graph_store.native.NativeRocksDBGraphStore`)."""
 
     def stage_raw(self, values: list, max_ts: int) -> list[tuple[int, int]]: ...
+    def stage_kafka(self, buf: bytes, fetch_offset: int, committed: int, max_ts: int,
+                    check_crc: bool = True) -> tuple[list, int, int, int]: ...
     def stage_event(self, event, position: int | None = None) -> None: ...
     def discard_staged(self) -> None: ...
     def staged_count(self) -> int: ...
@@ -152,6 +155,13 @@ class IngestCore:
             if not recs:
                 continue
             start = committed.get(tp, 0)
+            if type(recs[0]) is Chunk:  # a fetch handed out whole (workers.kafka_chunks)
+                if stage is not None and tp[0] == inter:
+                    skipped += self._stage_chunk(tp, recs[0], start, now_ms, stage, dead, offsets, consumed)
+                    continue
+                recs = chunk_records(tp, recs[0])
+                if not recs:
+                    continue
             if not ordered or recs[0].offset < start:
                 kept = [r for r in recs if r.offset >= start]  # below start: already in the store
                 skipped += len(recs) - len(kept)
@@ -194,6 +204,25 @@ class IngestCore:
         staged = 0 if stage is None else stage.staged_count()
         return PreparedBatch(events, dead, offsets, skipped, consumed, staged)
 
+    def _stage_chunk(self, tp: TP, chunk: Chunk, start: int, now_ms: int, stage: Stage, dead: list[DeadLetter],
+                     offsets: dict[TP, int], consumed: Counter) -> int:
+        """Stage a chunk of interactions in the store, which reads the records itself; the ones
+        it hands back are decoded here. Returns the replays skipped."""
+        max_ts = now_ms + self.limits.max_future_skew_ms
+        deferred, kept, skipped, last = stage.stage_kafka(chunk.buf, chunk.fetch_offset, start, max_ts,
+                                                          chunk.check_crc)
+        if kept:
+            offsets[tp] = max(offsets.get(tp, 0), last + 1)
+            consumed[tp[0]] += kept
+        for offset, timestamp, key, value, position in deferred:
+            rec = RawRecord(tp[0], tp[1], offset, key, value, timestamp)
+            event = self.decode(rec, now_ms)
+            if type(event) is Invalid:
+                dead.append(self.dead_letter(rec, event, now_ms))
+            else:
+                stage.stage_event(event, position)
+        return skipped
+
     def dead_letter(self, rec: Record, why: Invalid, now_ms: int) -> DeadLetter:
         value = rec.value if rec.value is not None else b""
         detail = why.detail
@@ -206,3 +235,11 @@ class IngestCore:
         return DeadLetter(reason=why.reason, detail=detail, source_topic=rec.topic,
                           partition=rec.partition, offset=rec.offset, key=rec.key,
                           value=value, worker=self.worker, ts=now_ms)
+
+
+def chunk_records(tp: TP, chunk: Chunk) -> list[RawRecord]:
+    """A chunk's records (those at or past its fetch offset), for the paths that want objects."""
+    from graph_store.native import kafka_records
+    topic, partition = tp
+    return [RawRecord(topic, partition, offset, key, value, timestamp)
+            for offset, timestamp, key, value in kafka_records(chunk.buf, chunk.fetch_offset, chunk.check_crc)]

@@ -34,6 +34,9 @@ LATENCY = Histogram(
     "gnnrec_event_to_recommendation_seconds",
     "From the event entering Kafka (record timestamp) to its recommendation being sent", ["worker", "kind"],
     buckets=_LATENCY_BUCKETS)
+INGEST_PATH = Gauge("gnnrec_ingest_path_info", "The ingest worker's hot path in use (1): store class, and "
+                    "fetch = chunks (record batches read by the native kernel) or records (aiokafka's)",
+                    ["worker", "store", "fetch"])
 STORE_NODES = Gauge("gnnrec_store_nodes", "Nodes in the graph store", ["worker", "type"])
 STORE_EDGES = Gauge("gnnrec_store_edges", "Edges in the graph store", ["worker", "type"])
 COMMITTED_OFFSET = Gauge(

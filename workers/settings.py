@@ -75,6 +75,9 @@ class IngestSettings(StoreBacked):
     native: Literal["auto", "on", "off"] = Field(
         "auto", description="RocksDB store planned by the native (Rust) kernel: on, off, or auto = on when "
         "graph_store/_native is built (deploy/build_native.sh)")
+    fetch_chunks: Literal["on", "off"] = Field(
+        "on", description="with the native store, hand each partition's fetched record batches to the kernel "
+        "whole instead of one aiokafka record per event (workers/kafka_chunks.py)")
 
 
 class ScoreSettings(StoreBacked):

@@ -17,6 +17,7 @@ import orjson
 import pytest
 
 from graph_store import MemoryGraphStore, RocksDBGraphStore, StoreSettings
+from graph_store.native import native_available
 from stream.badinput import malformed_samples
 from stream.events import decode_recommendation
 from stream.producer import EventProducer
@@ -96,6 +97,8 @@ def test_replay_end_to_end(kafka_broker, unique_topics, shared_data, tmp_path):
     assert all(d["source_topic"] == topics.interactions and d["offset"] >= 0 for d in letters)
     assert metric_sum(samples, "gnnrec_dead_letters_total") == len(bad)
     assert metric_sum(samples, "gnnrec_events_applied_total") == N_EVENTS
+    if native_available():  # the production hot path: record batches read by the kernel
+        assert metric_sum(samples, "gnnrec_ingest_path_info", store="NativeRocksDBGraphStore", fetch="chunks") == 1
 
     # The store equals counts taken straight from the file, and a batch-built oracle.
     with RocksDBGraphStore(tmp_path / "ingest" / "graph", StoreSettings()) as store:

@@ -12,6 +12,7 @@ use rustc_hash::FxHashMap;
 
 mod codec;
 mod commit;
+mod kafka;
 mod plan;
 mod wire;
 
@@ -184,31 +185,51 @@ impl Kernel {
         let mut deferred = Vec::new();
         self.staged.evs.reserve(values.len());
         for (index, value) in values.iter().enumerate() {
-            let parsed = match value.downcast::<PyBytes>() {
-                Ok(b) => wire::parse_interaction(b.as_bytes(), limits),
-                Err(_) => None,
-            };
-            let ev = parsed.and_then(|p| {
-                let kind_weight = kinds.iter().find(|(k, _)| k.as_slice() == p.kind)?.1;
-                let inc = p.weight.unwrap_or(kind_weight);
-                let s = &mut self.staged;
-                Some(Ev::Inter {
-                    u: s.span(p.user),
-                    i: s.span(p.item),
-                    s: s.span(p.session),
-                    ts: p.ts,
-                    inc,
-                })
-            });
-            match ev {
-                Some(ev) => self.staged.evs.push(ev),
-                None => {
-                    deferred.push((index, self.staged.evs.len()));
-                    self.staged.evs.push(Ev::Hole);
-                }
+            let raw = value.downcast::<PyBytes>().ok().map(|b| b.as_bytes());
+            if !stage_payload(limits, kinds, &mut self.staged, raw) {
+                deferred.push((index, self.staged.evs.len() - 1));
             }
         }
         Ok(deferred)
+    }
+
+    /// Stages the interactions of one partition's fetched record batches (`buf`: Kafka's
+    /// record batch format, as a fetch response carries it; see `kafka.rs`). Records below
+    /// `fetch_offset` are ignored, those below `committed` counted as replays. Returns
+    /// `(deferred, kept, skipped, last_offset, next_fetch_offset)`: `deferred` lists `(offset,
+    /// timestamp, key, value, position)` of each record the reference decoder must decide,
+    /// `last_offset` is that of the last kept record (-1 if none).
+    #[pyo3(signature = (buf, fetch_offset, committed, max_ts, check_crc=true))]
+    fn stage_kafka<'py>(
+        &mut self,
+        py: Python<'py>,
+        buf: &[u8],
+        fetch_offset: i64,
+        committed: i64,
+        max_ts: i64,
+        check_crc: bool,
+    ) -> PyResult<(Vec<DeferredRecord<'py>>, usize, usize, i64, i64)> {
+        let (limits, kinds) = self
+            .wire
+            .as_mut()
+            .ok_or_else(|| PyRuntimeError::new_err("call configure_wire before stage_kafka"))?;
+        limits.max_ts = max_ts;
+        let staged = &mut self.staged;
+        let (mut deferred, mut kept, mut skipped, mut last) = (Vec::new(), 0usize, 0usize, -1i64);
+        let next = kafka::for_each_record(buf, fetch_offset, check_crc, |r| {
+            if r.offset < committed {
+                skipped += 1;
+                return;
+            }
+            kept += 1;
+            last = r.offset;
+            if !stage_payload(limits, kinds, staged, r.value) {
+                let b = |x: Option<&[u8]>| x.map(|x| PyBytes::new(py, x));
+                deferred.push((r.offset, r.timestamp, b(r.key), b(r.value), staged.evs.len() - 1));
+            }
+        })
+        .map_err(kafka_error)?;
+        Ok((deferred, kept, skipped, last, next))
     }
 
     /// Stages one event object (duck-typed like `graph_store.batch`), appended or into the
@@ -403,6 +424,62 @@ impl Kernel {
     }
 }
 
+type DeferredRecord<'py> = (
+    i64,
+    i64,
+    Option<Bound<'py, PyBytes>>,
+    Option<Bound<'py, PyBytes>>,
+    usize,
+);
+
+/// Stages one raw interaction payload if the wire decoder is sure of it; otherwise leaves an
+/// empty slot for the reference decoder and returns false.
+fn stage_payload(limits: &wire::Limits, kinds: &KindWeights, staged: &mut Staged, raw: Option<&[u8]>) -> bool {
+    let ev = raw.and_then(|b| wire::parse_interaction(b, limits)).and_then(|p| {
+        let kind_weight = kinds.iter().find(|(k, _)| k.as_slice() == p.kind)?.1;
+        let inc = p.weight.unwrap_or(kind_weight);
+        Some(Ev::Inter {
+            u: staged.span(p.user),
+            i: staged.span(p.item),
+            s: staged.span(p.session),
+            ts: p.ts,
+            inc,
+        })
+    });
+    let ok = ev.is_some();
+    staged.evs.push(ev.unwrap_or(Ev::Hole));
+    ok
+}
+
+fn kafka_error(e: kafka::Error) -> PyErr {
+    match e {
+        kafka::Error::Corrupt(m) => PyValueError::new_err(format!("corrupt Kafka record batch: {m}")),
+        kafka::Error::Unsupported(m) => PyValueError::new_err(format!("unsupported Kafka record batch: {m}")),
+    }
+}
+
+/// Every record of a partition's fetched record batches at or past `fetch_offset`, as
+/// `(offset, timestamp, key, value)`, and the next fetch offset.
+#[pyfunction]
+#[pyo3(signature = (buf, fetch_offset, check_crc=true))]
+fn kafka_records<'py>(
+    py: Python<'py>,
+    buf: &[u8],
+    fetch_offset: i64,
+    check_crc: bool,
+) -> PyResult<(
+    Vec<(i64, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>)>,
+    i64,
+)> {
+    let mut out = Vec::new();
+    let next = kafka::for_each_record(buf, fetch_offset, check_crc, |r| {
+        let b = |x: Option<&[u8]>| x.map(|x| PyBytes::new(py, x));
+        out.push((r.offset, r.timestamp, b(r.key), b(r.value)));
+    })
+    .map_err(kafka_error)?;
+    Ok((out, next))
+}
+
 impl Kernel {
     fn known(&self, t: usize, id: &str) -> PyResult<u32> {
         self.st.nodes[t].get(id).ok_or_else(|| {
@@ -417,5 +494,6 @@ impl Kernel {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Kernel>()?;
+    m.add_function(wrap_pyfunction!(kafka_records, m)?)?;
     Ok(())
 }
