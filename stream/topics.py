@@ -45,10 +45,19 @@ class TopicSettings(BaseModel):
     social: str = Field("recommendations.social", pattern=_TOPIC_NAME)
     dead_letters: str = Field("dead-letters", pattern=_TOPIC_NAME)
     partitions: int = Field(4, ge=1)
+    # One partition per recommendation topic by default: each scored batch then writes one batch
+    # per topic, and on Tansu every stored batch costs each later fetch (README, measured figures).
+    recommendation_partitions: int = Field(1, ge=1)
     replication: int = Field(1, ge=1)
 
     def names(self) -> tuple[str, ...]:
         return (self.interactions, self.follows, self.next_item, self.social, self.dead_letters)
+
+    def partitions_of(self, topic: str) -> int:
+        """Partitions a topic of these settings is created with."""
+        if topic in (self.next_item, self.social):
+            return self.recommendation_partitions
+        return self.partitions
 
     def topic_for(self, event: Interaction | Follow | Recommendation | DeadLetter) -> str:
         """The topic an event belongs on (recommendations by their ``kind``)."""
@@ -114,7 +123,7 @@ async def _create_missing(admin: AIOKafkaAdminClient, settings: TopicSettings) -
     if not missing:
         return
     response = await admin.create_topics(
-        [NewTopic(name, settings.partitions, settings.replication) for name in missing])
+        [NewTopic(name, settings.partitions_of(name), settings.replication) for name in missing])
     for topic, code, message in response.topic_errors:
         if code in (0, _ALREADY_EXISTS):
             continue
@@ -131,7 +140,8 @@ async def _all_led(admin: AIOKafkaAdminClient, settings: TopicSettings) -> bool:
         partitions = topic.get("partitions") or []
         if topic["error_code"] != 0 or not partitions or any(p["leader"] < 0 for p in partitions):
             return False
-        if len(partitions) < settings.partitions:
+        want = settings.partitions_of(topic["topic"])
+        if len(partitions) < want:
             log.warning("topic %s has %d partitions, fewer than the %d configured; per-user ordering "
-                        "still holds", topic["topic"], len(partitions), settings.partitions)
+                        "still holds", topic["topic"], len(partitions), want)
     return True

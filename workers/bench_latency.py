@@ -208,7 +208,7 @@ async def _bench(args, bootstrap: str, workdir: Path, broker_pid: int | None = N
                         "score worker serving embeddings")
         await consumer.start()
         tps = [TopicPartition(t, p) for t in (settings.next_item_topic, settings.social_topic)
-               for p in range(settings.partitions)]
+               for p in range(settings.topics().partitions_of(t))]
         consumer.assign(tps)
         await consumer.seek_to_end(*tps)
         # This process stands in for the producing and consuming services, and it holds the

@@ -78,7 +78,7 @@ class Collector:
     async def start(self) -> None:
         await self.consumer.start()
         topics = [self.settings.next_item_topic, self.settings.social_topic, self.settings.dead_letters_topic]
-        tps = [TopicPartition(t, p) for t in topics for p in range(self.settings.partitions)]
+        tps = [TopicPartition(t, p) for t in topics for p in range(self.settings.topics().partitions_of(t))]
         self.consumer.assign(tps)
         if self.from_beginning:
             await self.consumer.seek_to_beginning(*tps)

@@ -34,6 +34,9 @@ class WorkerSettings(BaseSettings):
     social_topic: str = "recommendations.social"
     dead_letters_topic: str = "dead-letters"
     partitions: int = Field(4, ge=1, description="partitions per topic when topics are created")
+    recommendation_partitions: int = Field(
+        1, ge=1, description="partitions of the two recommendation topics when created (more for consumer "
+        "groups of several members; on the embedded broker every extra partition costs broker CPU)")
     metrics_port: int = Field(0, ge=0, description="port of the Prometheus /metrics endpoint (0 = any free port)")
     metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
@@ -43,6 +46,7 @@ class WorkerSettings(BaseSettings):
             interactions=self.interactions_topic, follows=self.follows_topic,
             next_item=self.next_item_topic, social=self.social_topic,
             dead_letters=self.dead_letters_topic, partitions=self.partitions,
+            recommendation_partitions=self.recommendation_partitions,
         )
 
     def require_bootstrap(self) -> str:
@@ -103,6 +107,8 @@ class ScoreSettings(StoreBacked):
     quality_sessions: int = Field(100_000, ge=1, description="sessions whose last next-item list is kept for HR/MRR")
     gc_freeze_interval_s: float = Field(600.0, gt=0, description="how often the long-lived heap is re-frozen "
                                         "out of the cyclic GC's walks once caught up (workers/process_tuning.py)")
+    answer_chunk: int = Field(0, ge=0, description="events of a fetch applied, answered and sent together, "
+                              "oldest first, so that the oldest leave before the rest is scored (0 = the whole fetch)")
 
     @model_validator(mode="after")
     def _check_recommender(self) -> "ScoreSettings":

@@ -55,7 +55,8 @@ async def _read(bootstrap: str, topics: TopicSettings, want: int, since_ms: int,
     await consumer.start()
     out: list[dict] = []
     try:
-        consumer.assign([TopicPartition(t, p) for t in (topics.next_item, topics.social) for p in range(PARTITIONS)])
+        consumer.assign([TopicPartition(t, p) for t in (topics.next_item, topics.social)
+                         for p in range(topics.partitions_of(t))])
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
             for msgs in (await consumer.getmany(timeout_ms=200)).values():

@@ -74,7 +74,8 @@ def test_replay_end_to_end(kafka_broker, unique_topics, shared_data, tmp_path):
         asyncio.run(_produce(bootstrap, topics, events, bad, rate=None))
         wait_for(lambda: committed_total(ingest, topics.interactions) == N_EVENTS + len(bad), 180,
                  "ingest to store every record")
-        recs = read_topic_sync(bootstrap, topics.next_item, PARTITIONS, N_EVENTS, timeout_s=180)
+        recs = read_topic_sync(bootstrap, topics.next_item, topics.partitions_of(topics.next_item), N_EVENTS,
+                               timeout_s=180)
         dead = read_topic_sync(bootstrap, topics.dead_letters, PARTITIONS, len(bad), timeout_s=60)
         samples = ingest.scrape()
     finally:
