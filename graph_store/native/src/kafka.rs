@@ -10,6 +10,10 @@
 //! CRC-32C, skips control batches and records below the fetch offset, and stops at a batch the
 //! broker cut short at the end of the response.
 
+use pyo3::exceptions::PyValueError;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
 pub const HEADER: usize = 61;
 const COMPRESSION_MASK: i16 = 0x07;
 const CONTROL_BIT: i16 = 0x20;
@@ -156,6 +160,46 @@ pub fn for_each_record<'a>(
         }
     }
     Ok(next)
+}
+
+// ---- Python side -----------------------------------------------------------------------------
+
+/// `(offset, timestamp, key, value, position)` of a record `Kernel::stage_kafka` hands back.
+pub type DeferredRecord<'py> = (
+    i64,
+    i64,
+    Option<Bound<'py, PyBytes>>,
+    Option<Bound<'py, PyBytes>>,
+    usize,
+);
+
+pub fn kafka_error(e: Error) -> PyErr {
+    match e {
+        Error::Corrupt(m) => PyValueError::new_err(format!("corrupt Kafka record batch: {m}")),
+        Error::Unsupported(m) => PyValueError::new_err(format!("unsupported Kafka record batch: {m}")),
+    }
+}
+
+/// Every record of a partition's fetched record batches at or past `fetch_offset`, as
+/// `(offset, timestamp, key, value)`, and the next fetch offset.
+#[pyfunction]
+#[pyo3(signature = (buf, fetch_offset, check_crc=true))]
+pub fn kafka_records<'py>(
+    py: Python<'py>,
+    buf: &[u8],
+    fetch_offset: i64,
+    check_crc: bool,
+) -> PyResult<(
+    Vec<(i64, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>)>,
+    i64,
+)> {
+    let mut out = Vec::new();
+    let next = for_each_record(buf, fetch_offset, check_crc, |r| {
+        let b = |x: Option<&[u8]>| x.map(|x| PyBytes::new(py, x));
+        out.push((r.offset, r.timestamp, b(r.key), b(r.value)));
+    })
+    .map_err(kafka_error)?;
+    Ok((out, next))
 }
 
 // ---- CRC-32C (Castagnoli), as Kafka's v2 batches use ----------------------------------------

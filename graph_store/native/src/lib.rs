@@ -17,7 +17,9 @@ mod plan;
 mod wire;
 
 use codec::*;
+use kafka::{kafka_error, DeferredRecord};
 use plan::{Ev, Plan, Session, Settings, Staged, State, ITEM, SESSION, USER};
+use wire::stage_payload;
 
 type KindWeights = Vec<(Vec<u8>, f64)>;
 
@@ -424,62 +426,6 @@ impl Kernel {
     }
 }
 
-type DeferredRecord<'py> = (
-    i64,
-    i64,
-    Option<Bound<'py, PyBytes>>,
-    Option<Bound<'py, PyBytes>>,
-    usize,
-);
-
-/// Stages one raw interaction payload if the wire decoder is sure of it; otherwise leaves an
-/// empty slot for the reference decoder and returns false.
-fn stage_payload(limits: &wire::Limits, kinds: &KindWeights, staged: &mut Staged, raw: Option<&[u8]>) -> bool {
-    let ev = raw.and_then(|b| wire::parse_interaction(b, limits)).and_then(|p| {
-        let kind_weight = kinds.iter().find(|(k, _)| k.as_slice() == p.kind)?.1;
-        let inc = p.weight.unwrap_or(kind_weight);
-        Some(Ev::Inter {
-            u: staged.span(p.user),
-            i: staged.span(p.item),
-            s: staged.span(p.session),
-            ts: p.ts,
-            inc,
-        })
-    });
-    let ok = ev.is_some();
-    staged.evs.push(ev.unwrap_or(Ev::Hole));
-    ok
-}
-
-fn kafka_error(e: kafka::Error) -> PyErr {
-    match e {
-        kafka::Error::Corrupt(m) => PyValueError::new_err(format!("corrupt Kafka record batch: {m}")),
-        kafka::Error::Unsupported(m) => PyValueError::new_err(format!("unsupported Kafka record batch: {m}")),
-    }
-}
-
-/// Every record of a partition's fetched record batches at or past `fetch_offset`, as
-/// `(offset, timestamp, key, value)`, and the next fetch offset.
-#[pyfunction]
-#[pyo3(signature = (buf, fetch_offset, check_crc=true))]
-fn kafka_records<'py>(
-    py: Python<'py>,
-    buf: &[u8],
-    fetch_offset: i64,
-    check_crc: bool,
-) -> PyResult<(
-    Vec<(i64, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>)>,
-    i64,
-)> {
-    let mut out = Vec::new();
-    let next = kafka::for_each_record(buf, fetch_offset, check_crc, |r| {
-        let b = |x: Option<&[u8]>| x.map(|x| PyBytes::new(py, x));
-        out.push((r.offset, r.timestamp, b(r.key), b(r.value)));
-    })
-    .map_err(kafka_error)?;
-    Ok((out, next))
-}
-
 impl Kernel {
     fn known(&self, t: usize, id: &str) -> PyResult<u32> {
         self.st.nodes[t].get(id).ok_or_else(|| {
@@ -494,6 +440,6 @@ impl Kernel {
 #[pymodule]
 fn _native(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Kernel>()?;
-    m.add_function(wrap_pyfunction!(kafka_records, m)?)?;
+    m.add_function(wrap_pyfunction!(kafka::kafka_records, m)?)?;
     Ok(())
 }

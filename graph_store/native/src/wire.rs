@@ -9,6 +9,8 @@
 //! printable ASCII, `ts` and `v` as plain JSON integers, `weight` absent, `null` or a JSON
 //! number written with a fraction or exponent (the reference keeps ints as another case).
 
+use crate::plan::{Ev, Staged};
+
 pub struct Limits {
     pub max_id_len: usize,
     pub max_bytes: usize,
@@ -240,4 +242,23 @@ pub fn parse_interaction<'a>(raw: &'a [u8], lim: &Limits) -> Option<Parsed<'a>> 
         kind,
         weight,
     })
+}
+
+/// Stages one raw interaction payload if the wire decoder is sure of it; otherwise leaves an
+/// empty slot for the reference decoder and returns false.
+pub fn stage_payload(limits: &Limits, kinds: &[(Vec<u8>, f64)], staged: &mut Staged, raw: Option<&[u8]>) -> bool {
+    let ev = raw.and_then(|b| parse_interaction(b, limits)).and_then(|p| {
+        let kind_weight = kinds.iter().find(|(k, _)| k.as_slice() == p.kind)?.1;
+        let inc = p.weight.unwrap_or(kind_weight);
+        Some(Ev::Inter {
+            u: staged.span(p.user),
+            i: staged.span(p.item),
+            s: staged.span(p.session),
+            ts: p.ts,
+            inc,
+        })
+    });
+    let ok = ev.is_some();
+    staged.evs.push(ev.unwrap_or(Ev::Hole));
+    ok
 }
