@@ -60,7 +60,7 @@ def kafka_records(buf: bytes, fetch_offset: int, check_crc: bool = True) -> list
     partition's fetched record batches (see :meth:`NativeRocksDBGraphStore.stage_kafka`)."""
     if _native is None:
         raise RuntimeError(f"graph_store._native is not available ({native_unavailable_reason()})")
-    return _native.kafka_records(buf, fetch_offset, check_crc)[0]
+    return _native.kafka_records(buf, fetch_offset, check_crc)
 
 
 def native_available() -> bool:
@@ -149,9 +149,7 @@ class NativeRocksDBGraphStore(RocksDBGraphStore):
         ValueError on a batch that fails its CRC or is not of that format.
         """
         self._check_writable()
-        deferred, kept, skipped, last, _next = self._kernel.stage_kafka(buf, fetch_offset, committed, max_ts,
-                                                                        check_crc)
-        return deferred, kept, skipped, last
+        return self._kernel.stage_kafka(buf, fetch_offset, committed, max_ts, check_crc)
 
     def stage_event(self, event: Any, position: int | None = None) -> None:
         """Stage one event (validated here), appended or into an empty slot of :meth:`stage_raw`."""

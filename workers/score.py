@@ -47,8 +47,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-_SEND_YIELDS = 3  # loop turns for aiokafka's sender to wake on its linger timer and write
-
 
 class Scored(NamedTuple):
     """One recommendation to emit, with what produced it (``recommender``: gnn | transitions).
@@ -257,13 +255,11 @@ class ScoreLoop:
             return 0
         # The decoder checks events by the store's rules; then the store need not check again.
         self._trusted = store_trusts_decoder(self.store.settings, self.decoder.limits, int(self.clock() * 1000))
+        pending = [p for rec in records if (p := self._apply(rec)) is not None]
+        self._answer_gnn(pending)
         futures = []
-        for n, pending in enumerate(self.score_chunks(records)):
-            if n:  # let the producer's sender put the last chunk's recommendations on the wire
-                for _ in range(_SEND_YIELDS):
-                    await asyncio.sleep(0)
-            for p in pending:
-                futures.extend(await self._send(p))
+        for p in pending:
+            futures.extend(await self._send(p))
         # Delivery is confirmed one batch later: the broker acknowledges this batch while the
         # next one is fetched and scored (awaiting it here left the loop idle ~20% of the time).
         # The saved scored offsets only ever cover acknowledged batches.
@@ -272,16 +268,6 @@ class ScoreLoop:
         self._maybe_save_scored(force=False)
         self._maybe_export_gauges()
         return len(records)
-
-    def score_chunks(self, records: list[RawRecord]) -> Iterator[list[_Pending]]:
-        """Apply and answer ``records`` ``answer_chunk`` at a time (all at once when 0), lazily:
-        the caller sends one chunk's recommendations before the next chunk is applied, so the
-        oldest events of a large fetch are not held back by the scoring of the newest."""
-        step = self.settings.answer_chunk or len(records)
-        for start in range(0, len(records), step):
-            pending = [p for rec in records[start:start + step] if (p := self._apply(rec)) is not None]
-            self._answer_gnn(pending)
-            yield pending
 
     async def _confirm_delivery(self) -> None:
         """Await the previous batch's acks; a failed send raises here, before its offsets are saved."""

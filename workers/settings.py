@@ -107,8 +107,6 @@ class ScoreSettings(StoreBacked):
     quality_sessions: int = Field(100_000, ge=1, description="sessions whose last next-item list is kept for HR/MRR")
     gc_freeze_interval_s: float = Field(600.0, gt=0, description="how often the long-lived heap is re-frozen "
                                         "out of the cyclic GC's walks once caught up (workers/process_tuning.py)")
-    answer_chunk: int = Field(0, ge=0, description="events of a fetch applied, answered and sent together, "
-                              "oldest first, so that the oldest leave before the rest is scored (0 = the whole fetch)")
 
     @model_validator(mode="after")
     def _check_recommender(self) -> "ScoreSettings":

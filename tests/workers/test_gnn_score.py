@@ -211,11 +211,10 @@ def test_no_bundle_or_embeddings_yet_serves_the_baselines(tmp_path: Path):
         [e for e in events if isinstance(e, (Interaction, Follow))])
 
 
-@pytest.mark.parametrize("answer_chunk", [0, 7])
-def test_batched_answers_equal_per_event_answers(tmp_path: Path, answer_chunk: int):
-    """The worker's batch path (apply each record, snapshot inputs, one GNN call per batch, or
-    per ``answer_chunk`` records of it) gives every event the same lists as applying and
-    recommending event by event: no later event of the batch leaks into an earlier event's answer."""
+def test_batched_answers_equal_per_event_answers(tmp_path: Path):
+    """The worker's batch path (apply each record, snapshot inputs, one GNN call per batch)
+    gives every event the same lists as applying and recommending event by event: no later
+    event of the batch leaks into an earlier event's answer."""
     from stream.events import encode
     from workers.kafka_io import RawRecord
 
@@ -224,7 +223,7 @@ def test_batched_answers_equal_per_event_answers(tmp_path: Path, answer_chunk: i
     RefreshSide.published(tmp_path, warm)
 
     async def body() -> tuple[list, list]:
-        batched, single = _score_loop(tmp_path / "a", answer_chunk=answer_chunk), _score_loop(tmp_path / "b")
+        batched, single = _score_loop(tmp_path / "a"), _score_loop(tmp_path / "b")
         for loop in (batched, single):
             loop.gnn.model_dir, loop.gnn.embeddings_dir = tmp_path / "models", tmp_path / "embeddings"
             loop.store.apply_many(warm)
@@ -233,7 +232,8 @@ def test_batched_answers_equal_per_event_answers(tmp_path: Path, answer_chunk: i
         topics = batched.topics
         records = [RawRecord(topics.interactions if isinstance(ev, Interaction) else topics.follows, 0, i,
                              b"k", encode(ev), ev.ts) for i, ev in enumerate(live)]
-        pending = [p for chunk in batched.score_chunks(records) for p in chunk]
+        pending = [p for rec in records if (p := batched._apply(rec)) is not None]
+        batched._answer_gnn(pending)
         got = [[(o.kind, o.recommender, o.model_version, o.embedding_version, o.items) for o in p.outs]
                for p in pending]
         want = []

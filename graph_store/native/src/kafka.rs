@@ -181,7 +181,7 @@ pub fn kafka_error(e: Error) -> PyErr {
 }
 
 /// Every record of a partition's fetched record batches at or past `fetch_offset`, as
-/// `(offset, timestamp, key, value)`, and the next fetch offset.
+/// `(offset, timestamp, key, value)`.
 #[pyfunction]
 #[pyo3(signature = (buf, fetch_offset, check_crc=true))]
 pub fn kafka_records<'py>(
@@ -189,17 +189,14 @@ pub fn kafka_records<'py>(
     buf: &[u8],
     fetch_offset: i64,
     check_crc: bool,
-) -> PyResult<(
-    Vec<(i64, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>)>,
-    i64,
-)> {
+) -> PyResult<Vec<(i64, i64, Option<Bound<'py, PyBytes>>, Option<Bound<'py, PyBytes>>)>> {
     let mut out = Vec::new();
-    let next = for_each_record(buf, fetch_offset, check_crc, |r| {
+    for_each_record(buf, fetch_offset, check_crc, |r| {
         let b = |x: Option<&[u8]>| x.map(|x| PyBytes::new(py, x));
         out.push((r.offset, r.timestamp, b(r.key), b(r.value)));
     })
     .map_err(kafka_error)?;
-    Ok((out, next))
+    Ok(out)
 }
 
 // ---- CRC-32C (Castagnoli), as Kafka's v2 batches use ----------------------------------------

@@ -198,7 +198,7 @@ impl Kernel {
     /// Stages the interactions of one partition's fetched record batches (`buf`: Kafka's
     /// record batch format, as a fetch response carries it; see `kafka.rs`). Records below
     /// `fetch_offset` are ignored, those below `committed` counted as replays. Returns
-    /// `(deferred, kept, skipped, last_offset, next_fetch_offset)`: `deferred` lists `(offset,
+    /// `(deferred, kept, skipped, last_offset)`: `deferred` lists `(offset,
     /// timestamp, key, value, position)` of each record the reference decoder must decide,
     /// `last_offset` is that of the last kept record (-1 if none).
     #[pyo3(signature = (buf, fetch_offset, committed, max_ts, check_crc=true))]
@@ -210,7 +210,7 @@ impl Kernel {
         committed: i64,
         max_ts: i64,
         check_crc: bool,
-    ) -> PyResult<(Vec<DeferredRecord<'py>>, usize, usize, i64, i64)> {
+    ) -> PyResult<(Vec<DeferredRecord<'py>>, usize, usize, i64)> {
         let (limits, kinds) = self
             .wire
             .as_mut()
@@ -218,7 +218,7 @@ impl Kernel {
         limits.max_ts = max_ts;
         let staged = &mut self.staged;
         let (mut deferred, mut kept, mut skipped, mut last) = (Vec::new(), 0usize, 0usize, -1i64);
-        let next = kafka::for_each_record(buf, fetch_offset, check_crc, |r| {
+        kafka::for_each_record(buf, fetch_offset, check_crc, |r| {
             if r.offset < committed {
                 skipped += 1;
                 return;
@@ -231,7 +231,7 @@ impl Kernel {
             }
         })
         .map_err(kafka_error)?;
-        Ok((deferred, kept, skipped, last, next))
+        Ok((deferred, kept, skipped, last))
     }
 
     /// Stages one event object (duck-typed like `graph_store.batch`), appended or into the
