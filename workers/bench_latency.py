@@ -1,6 +1,7 @@
 """`gnnrec bench latency --json`: event → recommendation latency of the GNN score worker.
 
-On the embedded Tansu broker (or ``KAFKA_BOOTSTRAP_SERVERS``): produce ``--warm-events``
+On the embedded Tansu broker (or ``KAFKA_BOOTSTRAP_SERVERS``, or with ``--broker apache`` a
+single-node Apache Kafka started for the run): produce ``--warm-events``
 simulator events as history, train one bundle in-process on that history and publish it to a
 model dir, start `gnnrec worker refresh` (writes embeddings) and `gnnrec worker score`
 (``--recommender gnn``) as subprocesses, wait until the score worker has replayed the history
@@ -59,9 +60,27 @@ def add_parser(bsub) -> None:
                         "(env GNNREC_BENCH_PRODUCER_LINGER_MS)")
     b.add_argument("--lightgcn-epochs", type=int, default=10)
     b.add_argument("--seed", type=int, default=7)
+    b.add_argument("--broker", choices=["embedded", "apache"],
+                   default=os.environ.get("GNNREC_BENCH_BROKER", "embedded"),
+                   help="embedded: $KAFKA_BOOTSTRAP_SERVERS if set, else the embedded Tansu; apache: start a "
+                        "single-node Apache Kafka (KRaft, jars from Maven Central, cached) for this run, "
+                        "to tell the system's own latency from Tansu's (env GNNREC_BENCH_BROKER)")
+    b.add_argument("--window-s", type=float, default=10.0,
+                   help="p99_ms_by_window: p99 of the measured events in consecutive windows of this "
+                        "many seconds of event time (shows whether latency drifts during a run)")
     b.add_argument("--data-dir", type=Path, default=None, help="worker dirs and logs (default: a temp dir)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(handler=run)
+
+
+def _windows(stamped: list[tuple[float, float]], start_ms: float, window_s: float) -> list[float | None]:
+    """p99 latency per consecutive ``window_s`` of event time, from (event_ts, latency) pairs."""
+    if not stamped or window_s <= 0:
+        return []
+    buckets: dict[int, list[float]] = {}
+    for ts, lat in stamped:
+        buckets.setdefault(int((ts - start_ms) // (window_s * 1000)), []).append(lat)
+    return [_pct(buckets.get(i, []), 0.99) for i in range(max(buckets) + 1)]
 
 
 def _pct(data: list[float], q: float) -> float | None:
@@ -190,6 +209,7 @@ async def _bench(args, bootstrap: str, workdir: Path, broker_pid: int | None = N
     # records (aiokafka's default is 500 ms; the score worker uses 10 ms for the same reason).
     consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False, fetch_max_wait_ms=10)
     lat_consumed: list[float] = []
+    stamped: list[tuple[float, float]] = []
     lat_emitted: list[float] = []
     lat_warmup: list[float] = []
     mark: dict = {}
@@ -244,6 +264,7 @@ async def _bench(args, bootstrap: str, workdir: Path, broker_pid: int | None = N
                     counts["gnn"] += emb_version is not None
                     versions.add((reco["model_version"], emb_version))
                     lat_consumed.append(now_ms - reco["event_ts"])
+                    stamped.append((reco["event_ts"], lat_consumed[-1]))
                     lat_emitted.append(reco["emitted_ts"] - reco["event_ts"])
             if producer.done():
                 idle_since = idle_since or time.monotonic()
@@ -264,6 +285,7 @@ async def _bench(args, bootstrap: str, workdir: Path, broker_pid: int | None = N
         "p50_ms": _pct(lat_consumed, 0.5), "p99_ms": _pct(lat_consumed, 0.99), "max_ms": _pct(lat_consumed, 1.0),
         "emitted_p50_ms": _pct(lat_emitted, 0.5), "emitted_p99_ms": _pct(lat_emitted, 0.99),
         "warmup_seconds": args.warmup_seconds, "warmup_p99_ms": _pct(lat_warmup, 0.99),
+        "window_s": args.window_s, "p99_ms_by_window": _windows(stamped, mark.get("ts", 0), args.window_s),
         "gnn_share": round(counts["gnn"] / got, 4) if got else None,
         "next_item": counts["next_item"], "social": counts["social"], "recommender": args.recommender,
         "refresh": args.refresh if args.recommender == "gnn" else None,
@@ -278,11 +300,19 @@ async def _bench(args, bootstrap: str, workdir: Path, broker_pid: int | None = N
     }
 
 
-def run(args) -> int:
+def _broker(kind: str, workdir: Path):
     from stream.brokers import broker_from_env_or_embedded
+    if kind == "apache":
+        from stream.brokers.apache import start_apache_kafka
+        return start_apache_kafka(log_path=workdir / "kafka.log")
+    return broker_from_env_or_embedded(log_dir=workdir)
+
+
+def run(args) -> int:
     workdir = args.data_dir or Path(tempfile.mkdtemp(prefix="gnnrec-bench-latency-"))
-    with broker_from_env_or_embedded(log_dir=workdir) as broker:
+    workdir.mkdir(parents=True, exist_ok=True)
+    with _broker(args.broker, workdir) as broker:
         result = asyncio.run(_bench(args, broker.bootstrap, workdir, broker.pid))
-    result["broker"] = "embedded-tansu" if broker.name != "external" else broker.bootstrap
+    result["broker"] = {"tansu": "embedded-tansu", "apache": "apache-kafka"}.get(broker.name, broker.bootstrap)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0
