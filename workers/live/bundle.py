@@ -63,6 +63,11 @@ class ModelBundle:
         in bundles trained before it existed or without it."""
         return float(self.info.get("transition_weight", {}).get("next_item", 0.0))
 
+    def exclude_seen(self, kind: str) -> bool:
+        """Whether ``kind``'s answers leave out the items of the request's session, as fitted
+        (:mod:`workers.live.repeats`); False in bundles trained before the fit existed."""
+        return bool(self.info.get("exclude_seen", {}).get(kind, False))
+
     @property
     def transition_successors(self) -> int:
         """How many successors of a session's last item the transition prior reads (as fitted)."""

@@ -48,6 +48,8 @@ class EngineStats:
     staleness_ms: list[int] = field(default_factory=list)
     # per training: the next-item model's fitted prior weights (popularity β, transitions γ)
     next_item_priors: list[tuple[float, float]] = field(default_factory=list)
+    # per training: the models whose answers leave out the session's own items (repeats.py)
+    exclude_seen: list[list[str]] = field(default_factory=list)
 
 
 class LiveEngine:
@@ -79,6 +81,7 @@ class LiveEngine:
         self.install(bundle, now_ms)
         self.stats.trainings += 1
         self.stats.next_item_priors.append((bundle.prior_weight("next_item"), bundle.transition_weight()))
+        self.stats.exclude_seen.append([kind for kind in ("next_item", "social") if bundle.exclude_seen(kind)])
         self.stats.train_seconds += float(bundle.info.get("train_seconds", 0.0))
         self.last_train_ms = now_ms
         return bundle

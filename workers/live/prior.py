@@ -65,11 +65,10 @@ def fit_prior_weight(scores: Tensor, prior: Tensor, targets: Tensor,
     return best, table
 
 
-def fit_on_holdout(score_batch: Callable[[list[int]], Tensor], n_holdout: int, prior: Tensor,
-                   targets: Tensor, *, batch: int = 512) -> tuple[float, dict[str, float]]:
-    """:func:`fit_prior_weight` over held-out examples scored ``batch`` at a time by
+def holdout_scores(score_batch: Callable[[list[int]], Tensor], n_holdout: int, *, batch: int = 512) -> Tensor:
+    """``[n_holdout, I]`` scores of the held-out examples, ``batch`` at a time by
     ``score_batch(indices) -> [len(indices), I]`` (no gradients)."""
     with torch.no_grad():
-        scores = torch.cat([score_batch(list(range(s, min(s + batch, n_holdout))))
-                            for s in range(0, n_holdout, batch)])
-    return fit_prior_weight(scores, prior, targets)
+        return torch.cat([score_batch(list(range(s, min(s + batch, n_holdout))))
+                          for s in range(0, n_holdout, batch)])
+

@@ -19,6 +19,7 @@ as a wheel and is in the lockfile. Its top-k is approximate; ``ef`` trades recal
 """
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ from models.social import FriendIndex, SessionBatch
 from models.srgnn import collate_sessions
 from workers.live.bundle import ModelBundle
 from workers.live.prior import item_log_popularity
+from workers.live.repeats import exclude_seen_rows
 from workers.live.transition_prior import Successors, add_transition_bonus
 
 
@@ -151,12 +153,16 @@ class GnnScorer:
             self._ann.resize_index(max(2 * self._ann.get_max_elements(), len(self.items)))
         self._ann.add_items(vectors, rows)
 
-    def _top_k(self, query: np.ndarray, k: int, kind: str,
-               successors: Successors | None = None) -> list[tuple[str, float]]:
+    def _top_k(self, query: np.ndarray, k: int, kind: str, successors: Successors | None = None,
+               seen: list[str] | None = None) -> list[tuple[str, float]]:
         n = len(self.items)
-        k = min(k, n)
         gamma = self.bundle.transition_weight() if successors else 0.0
-        if k == 0:
+        if seen:  # excluded rows never reach the answer, so at most n - |seen| can be given
+            seen_rows = {r for i in seen if (r := self.items.row.get(i)) is not None}
+            k = min(k, n - len(seen_rows))
+        else:
+            seen_rows, k = set(), min(k, n)
+        if k <= 0:
             return []
         if n > self.settings.ann_threshold:
             if self._ann is None:
@@ -170,12 +176,16 @@ class GnnScorer:
             prior = self._prior_for(kind, n)
             # With a prior the index's candidates are re-ranked: 4k of them by inner product,
             # and the successors the transition prior lifts, scored exactly.
-            want = k if prior is None and not gamma else min(n, 4 * k)
+            want = min(n, (k if prior is None and not gamma else 4 * k) + len(seen_rows))
             labels, dist = self._ann.knn_query(query.reshape(1, -1).astype(np.float32), k=want)
             rows, scores = labels[0].astype(np.int64), (1.0 - dist[0]).astype(np.float64)
+            if seen_rows:
+                keep = np.fromiter((int(r) not in seen_rows for r in rows), dtype=bool, count=len(rows))
+                rows, scores = rows[keep], scores[keep]
             if gamma:
                 lifted = {r: w for i, w in successors if (r := self.items.row.get(i)) is not None}
-                rows = np.unique(np.concatenate([rows, np.fromiter(lifted, dtype=np.int64, count=len(lifted))]))
+                rows = np.unique(np.concatenate([rows, np.fromiter((r for r in lifted if r not in seen_rows),
+                                                                   dtype=np.int64)]))
                 scores = (self.items.matrix[rows] @ query).astype(np.float64)
                 scores += gamma * np.log1p(np.array([lifted.get(int(r), 0.0) for r in rows]))
             if prior is not None:
@@ -183,28 +193,35 @@ class GnnScorer:
             if prior is not None or gamma:
                 order = np.lexsort((rows, -scores))[:k]
                 rows, scores = rows[order], scores[order]
-            return [(self.items.ids[int(r)], float(v)) for r, v in zip(rows, scores)]
+            return [(self.items.ids[int(r)], float(v)) for r, v in zip(rows[:k], scores[:k])]
         scores = self.items.matrix @ query
         prior = self._prior_for(kind, n)
         if prior is not None:
             scores = scores + prior
-        if gamma:
+        if gamma or seen_rows:
             scores = scores[None, :].copy()
-            add_transition_bonus(scores, [successors], self.items.row, gamma)
+            if gamma:
+                add_transition_bonus(scores, [successors], self.items.row, gamma)
+            if seen_rows:
+                exclude_seen_rows(scores, [seen], self.items.row)
             scores = scores[0]
         top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
         top = top[np.lexsort((top, -scores[top]))]  # score desc, ties by row
         return [(self.items.ids[int(r)], float(scores[r])) for r in top]
 
     def _top_k_many(self, queries: np.ndarray, k: int, kind: str,
-                    successors: list[Successors | None] | None = None) -> list[list[tuple[str, float]]]:
+                    successors: list[Successors | None] | None = None,
+                    sessions: list[list[str]] | None = None) -> list[list[tuple[str, float]]]:
         """Rank for ``queries [B, d]`` at once: one matrix product (or one ANN batch query),
         plus the popularity prior of ``kind``'s model and, given each query's ``successors``,
-        the transition prior."""
+        the transition prior; the items of each query's session are left out when the bundle
+        fitted that for ``kind`` (:mod:`workers.live.repeats`)."""
         n = len(self.items)
         succ = successors if successors is not None else [None] * len(queries)
+        seen = sessions if sessions is not None and self.bundle.exclude_seen(kind) else None
         if n > self.settings.ann_threshold or len(queries) == 1:
-            return [self._top_k(q, k, kind, s) for q, s in zip(queries, succ)]
+            return [self._top_k(q, k, kind, s, None if seen is None else seen[b])
+                    for b, (q, s) in enumerate(zip(queries, succ))]
         k = min(k, n)
         if k == 0:
             return [[] for _ in queries]
@@ -214,10 +231,15 @@ class GnnScorer:
             np.add(sc, prior[None, :], out=sc)  # in place: the [B, n] product is ours
         if successors is not None and (gamma := self.bundle.transition_weight()):
             add_transition_bonus(sc, succ, self.items.row, gamma)
+        if seen is not None:
+            exclude_seen_rows(sc, seen, self.items.row)
         scores = torch.from_numpy(sc)
         values, rows = torch.topk(scores, k, dim=1)
         ids = self.items.ids
-        return [[(ids[r], v) for r, v in zip(rr, vv)] for rr, vv in zip(rows.tolist(), values.tolist())]
+        out = [[(ids[r], v) for r, v in zip(rr, vv)] for rr, vv in zip(rows.tolist(), values.tolist())]
+        if seen is not None:  # a session holding all but fewer than k items: drop the excluded
+            out = [[iv for iv in recs if iv[1] != -math.inf] for recs in out]
+        return out
 
     def _batch_table(self, sessions: list[list[str]]) -> tuple[list[list[int] | None], torch.Tensor]:
         """Every session's known items renumbered over one small table of the batch's items."""
@@ -256,7 +278,8 @@ class GnnScorer:
             batch = collate_sessions([seqs[b] for b in ok])
             queries = self.bundle.srgnn.session_embedding(batch, table).numpy()
             succ = None if successors is None else [successors[b] for b in ok]
-            for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k, "next_item", succ)):
+            for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k, "next_item", succ,
+                                                    [sessions[b] for b in ok])):
                 out[b] = recs
         return out
 
@@ -285,7 +308,8 @@ class GnnScorer:
         friends = FriendIndex(ptr=ptr, followees=torch.arange(len(ok), n, dtype=torch.long))
         batch = SessionBatch.from_lists(list(range(len(ok))), [seqs[b] for b in ok])
         queries = model.query(user_h, table, batch, friends).numpy()
-        for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k, "social")):
+        for b, recs in zip(ok, self._top_k_many(queries, k or self.settings.k, "social", None,
+                                                [requests[b][2] for b in ok])):
             out[b] = recs
         return out
 

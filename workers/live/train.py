@@ -43,9 +43,10 @@ from models.experiments.srgnn import fit as fit_srgnn
 from models.srgnn import SRGNN, SessionExamples, collate_sessions
 from models.training import Stopwatch
 from workers.live.bundle import ModelBundle, make_bundle_version
-from workers.live.prior import edge_log_popularity, fit_on_holdout
+from workers.live.prior import edge_log_popularity, fit_prior_weight, holdout_scores
+from workers.live.repeats import fit_exclude_seen
 from workers.live.transition_prior import (
-    fit_with_transitions, held_out_transitions, session_successors, transition_prior_rows,
+    fit_joint_prior_weights, held_out_transitions, session_successors, transition_prior_rows,
 )
 
 
@@ -271,29 +272,41 @@ def fit_prior_weights(prior: Tensor, models: TrainedModels, friends: FriendIndex
     ``models`` not trained on them either), and the held-out MRR@20 of every weight tried;
     weights 0 when nothing was held out. With ``transitions [H, I]`` (the held-out sessions'
     transition prior, :mod:`workers.live.transition_prior`) the next-item weight is fitted
-    jointly with the transition prior's, returned second (0 without)."""
+    jointly with the transition prior's, returned second (0 without). Each model's weights are
+    fitted with and without the prefix's own items among the answers
+    (:mod:`workers.live.repeats`); ``fits["exclude_seen"]`` says which won."""
     weights = {"next_item": 0.0, "social": 0.0}
     if not held_out:
         return weights, 0.0, {"held_out": 0}
     prefixes = [seq[:-1] for seq in held_out]
-    targets = torch.tensor([seq[-1] - 1 for seq in held_out])  # 1-based rows -> item columns
+    seen = [[row - 1 for row in p] for p in prefixes]  # 1-based rows -> item columns
+    targets = torch.tensor([seq[-1] - 1 for seq in held_out])
     srgnn, social, table, user_h, item_h = models.srgnn, models.social, models.table, models.user_h, models.item_h
-    fits: dict = {"held_out": len(held_out)}
+    fits: dict = {"held_out": len(held_out), "exclude_seen": {}, "exclude_seen_mrr@20": {}}
     gamma = 0.0
 
     def next_scores(idx: list[int]) -> Tensor:
         return srgnn.session_embedding(collate_sessions([prefixes[i] for i in idx]), table) @ item_h.t()
 
+    def social_scores(idx: list[int]) -> Tensor:
+        batch = SessionBatch.from_lists([held_users[i] for i in idx], [prefixes[i] for i in idx])
+        return social.query(user_h, table, batch, friends) @ item_h.t()
+
+    def choose(kind: str, scores: Tensor, served) -> None:
+        fits["exclude_seen"][kind], fits["exclude_seen_mrr@20"][kind] = fit_exclude_seen(scores, seen, targets, served)
+
+    scores = holdout_scores(next_scores, len(prefixes))
     if transitions is None:
-        weights["next_item"], fits["next_item"] = fit_on_holdout(next_scores, len(prefixes), prior, targets)
+        weights["next_item"], fits["next_item"] = fit_prior_weight(scores, prior, targets)
     else:
-        weights["next_item"], gamma, fits["next_item"] = fit_with_transitions(next_scores, len(prefixes), prior,
-                                                                              transitions, targets)
+        weights["next_item"], gamma, fits["next_item"] = fit_joint_prior_weights(scores, prior, transitions, targets)
+    beta = weights["next_item"]
+    choose("next_item", scores, lambda s: s + beta * prior[None, :] + (gamma * transitions if gamma else 0.0))
     if social is not None:
-        weights["social"], fits["social"] = fit_on_holdout(
-            lambda idx: social.query(user_h, table, SessionBatch.from_lists([held_users[i] for i in idx],
-                                                                            [prefixes[i] for i in idx]),
-                                     friends) @ item_h.t(), len(prefixes), prior, targets)
+        scores = holdout_scores(social_scores, len(prefixes))
+        weights["social"], fits["social"] = fit_prior_weight(scores, prior, targets)
+        beta_social = weights["social"]
+        choose("social", scores, lambda s: s + beta_social * prior[None, :])
     return weights, gamma, fits
 
 
@@ -351,6 +364,8 @@ def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrai
             served = train_models(edge_index, weight, n_users, n_items, sessions, session_users, friends, cfg)
         info.update(served.info)
         info.update(prior_weight=prior_weight, prior_refit=refit, train_seconds=time.perf_counter() - started,
+                    exclude_seen=prior_fit.pop("exclude_seen", {}),
+                    exclude_seen_fit=prior_fit.pop("exclude_seen_mrr@20", {}),
                     transition_weight={"next_item": transition_weight},
                     transition_successors=cfg.transition_successors,
                     edges=int(edge_index.size(1)), sessions=len(sessions), follows=int(friends.followees.numel()))

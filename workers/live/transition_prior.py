@@ -21,7 +21,7 @@ share of the decayed weight now is exactly ``2^{-(now - t)/h}``, subtracted here
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -90,15 +90,6 @@ def fit_joint_prior_weights(scores: Tensor, popularity: Tensor, transitions: Ten
             if best_key is None or key > best_key:
                 best, best_key = (b, g), key
     return best[0], best[1], table
-
-
-def fit_with_transitions(score_batch: Callable[[list[int]], Tensor], n_holdout: int, popularity: Tensor,
-                         transitions: Tensor, targets: Tensor, *, batch: int = 512) -> tuple[float, float, dict]:
-    """:func:`fit_joint_prior_weights` over held-out examples scored ``batch`` at a time."""
-    with torch.no_grad():
-        scores = torch.cat([score_batch(list(range(s, min(s + batch, n_holdout))))
-                            for s in range(0, n_holdout, batch)])
-    return fit_joint_prior_weights(scores, popularity, transitions, targets)
 
 
 def add_transition_bonus(scores: np.ndarray, successors: Sequence[Successors | None], item_row: dict[str, int],

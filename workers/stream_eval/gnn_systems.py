@@ -106,6 +106,9 @@ class EngineSystem:
         priors = getattr(engine_stats, "next_item_priors", None)
         if priors:  # what each training fitted: shows whether the priors were used at all
             out["next_item_priors"] = [{"popularity": b, "transitions": g} for b, g in priors]
+        excluded = getattr(engine_stats, "exclude_seen", None)
+        if excluded:  # per training: the models that answer without the session's own items
+            out["exclude_seen"] = excluded
         return out
 
     def __repr__(self) -> str:
