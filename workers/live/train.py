@@ -272,9 +272,9 @@ def fit_prior_weights(prior: Tensor, models: TrainedModels, friends: FriendIndex
     ``models`` not trained on them either), and the held-out MRR@20 of every weight tried;
     weights 0 when nothing was held out. With ``transitions [H, I]`` (the held-out sessions'
     transition prior, :mod:`workers.live.transition_prior`) the next-item weight is fitted
-    jointly with the transition prior's, returned second (0 without). Each model's weights are
-    fitted with and without the prefix's own items among the answers
-    (:mod:`workers.live.repeats`); ``fits["exclude_seen"]`` says which won."""
+    jointly with the transition prior's, returned second (0 without). Then, at those weights,
+    whether each model's answers leave out the prefix's own items (:mod:`workers.live.repeats`):
+    ``fits["exclude_seen"]``, with both variants' MRR@20 in ``fits["exclude_seen_mrr@20"]``."""
     weights = {"next_item": 0.0, "social": 0.0}
     if not held_out:
         return weights, 0.0, {"held_out": 0}
@@ -293,7 +293,8 @@ def fit_prior_weights(prior: Tensor, models: TrainedModels, friends: FriendIndex
         return social.query(user_h, table, batch, friends) @ item_h.t()
 
     def choose(kind: str, scores: Tensor, served) -> None:
-        fits["exclude_seen"][kind], fits["exclude_seen_mrr@20"][kind] = fit_exclude_seen(scores, seen, targets, served)
+        excluded, mrr = fit_exclude_seen(scores, seen, targets, served)
+        fits["exclude_seen"][kind], fits["exclude_seen_mrr@20"][kind] = excluded, mrr
 
     scores = holdout_scores(next_scores, len(prefixes))
     if transitions is None:
