@@ -2,26 +2,20 @@
 held-out clicks say so, and serve exactly the plain ranking minus those items."""
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
-from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
-from graph_store import MemoryGraphStore, StoreSettings
-from stream.formats import read_events
-from workers.live.prior import fit_prior_weight
 from workers.live.engine import LiveEngine, LiveSettings
+from workers.live.prior import fit_prior_weight
 from workers.live.refresher import Refresher
 from workers.live.repeats import exclude_seen_rows, fit_exclude_seen, mask_seen_
 from workers.live.scorer import GnnScorer, ScorerSettings
-from workers.live.train import LiveTrainConfig, train_bundle
+from tests.workers.conftest import SMALL_CFG as CFG
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
-
-CFG = LiveTrainConfig(dim=16, num_layers=2, lightgcn_epochs=3, srgnn_epochs=1, social_epochs=1)
 
 
 def test_mask_seen_sets_exactly_the_seen_cells_and_the_serving_mask_agrees():
@@ -71,18 +65,6 @@ def test_a_tie_keeps_the_repeats():
     seen = [[] for _ in range(50)]  # nothing to exclude: both variants score the same
     excluded, mrr = fit_exclude_seen(scores, seen, torch.zeros(50, dtype=torch.long), lambda s: s)
     assert not excluded and mrr["keep"] == mrr["exclude"]
-
-
-@pytest.fixture(scope="module")
-def trained(shared_data: Path):
-    path = shared_data / "yoochoose" / "sessionrec_100k" / "yoochoose-clicks-100k_train_full.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is absent (the yoochoose 100k slice of ../shared/data)")
-    events = list(itertools.islice(iter(read_events(path)), 4000))
-    store = MemoryGraphStore(StoreSettings())
-    store.apply_many(events)
-    now = events[-1].ts
-    return store, now, train_bundle(store, now, CFG)
 
 
 def test_training_records_the_policy_and_both_variants_mrr(trained):

@@ -2,28 +2,25 @@
 ranks with it (exact product, ANN candidates, batched and single)."""
 from __future__ import annotations
 
-import itertools
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 import torch
 
 from graph_store import MemoryGraphStore, StoreSettings
 from stream.events import Interaction
-from stream.formats import read_events
 from workers.live.engine import LiveEngine, LiveSettings
 from workers.live.refresher import Refresher
 from workers.live.scorer import GnnScorer, ScorerSettings
-from workers.live.train import LiveTrainConfig, train_bundle
+from workers.live.train import train_bundle
 from workers.live.transition_prior import (
     fit_joint_prior_weights, held_out_transitions, session_successors, transition_prior_rows,
 )
+from tests.workers.conftest import SMALL_CFG as CFG
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 HL = 3_600_000
-CFG = LiveTrainConfig(dim=16, num_layers=2, lightgcn_epochs=3, srgnn_epochs=1, social_epochs=1)
 
 
 def test_the_held_out_share_is_exactly_what_the_last_clicks_added():
@@ -65,18 +62,6 @@ def test_joint_fit_keeps_the_plain_model_or_lifts_what_predicts():
                                    targets)[:2] == (0.0, 0.0)
     with pytest.raises(ValueError, match="0.0"):
         fit_joint_prior_weights(noise, torch.zeros(30), transitions, targets, grid=(1.0,))
-
-
-@pytest.fixture(scope="module")
-def trained(shared_data: Path):
-    path = shared_data / "yoochoose" / "sessionrec_100k" / "yoochoose-clicks-100k_train_full.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is absent (the yoochoose 100k slice of ../shared/data)")
-    events = list(itertools.islice(iter(read_events(path)), 4000))
-    store = MemoryGraphStore(StoreSettings())
-    store.apply_many(events)
-    now = events[-1].ts
-    return store, now, train_bundle(store, now, CFG)
 
 
 def test_training_records_the_fitted_weight_and_how_many_successors_it_read(trained):
