@@ -198,13 +198,12 @@ class GnnScorer:
         prior = self._prior_for(kind, n)
         if prior is not None:
             scores = scores + prior
-        if gamma or seen_rows:
+        if gamma:
             scores = scores[None, :].copy()
-            if gamma:
-                add_transition_bonus(scores, [successors], self.items.row, gamma)
-            if seen_rows:
-                exclude_seen_rows(scores, [seen], self.items.row)
+            add_transition_bonus(scores, [successors], self.items.row, gamma)
             scores = scores[0]
+        if seen_rows:  # the product (and any sum after it) is a fresh array: ours to change
+            scores[np.fromiter(seen_rows, dtype=np.int64, count=len(seen_rows))] = -np.inf
         top = np.argpartition(-scores, k - 1)[:k] if k < n else np.arange(n)
         top = top[np.lexsort((top, -scores[top]))]  # score desc, ties by row
         return [(self.items.ids[int(r)], float(scores[r])) for r in top]
