@@ -3,7 +3,7 @@ PY := .venv/bin/python
 EVENTS ?= 20000
 PYTEST_ARGS ?=
 
-.PHONY: venv native demo test test-unit bench results clean
+.PHONY: venv native demo test test-unit clean
 
 venv: .venv/.installed native
 .venv/.installed: requirements.lock pyproject.toml deploy/bootstrap_venv.sh

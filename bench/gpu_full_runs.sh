@@ -6,7 +6,7 @@
 #   bench/gpu_full_runs.sh list WORKDIR [BUDGET_S]  # the jobs and their commands
 #
 # Each job is the CLI's own `eval ... --record docs/results` (run through `python -m
-# workers.cli_models`, which imports only `models`, so a machine with torch + PyG and no
+# workers.cli.models`, which imports only `models`, so a machine with torch + PyG and no
 # streaming stack runs it). BUDGET_S caps the training seconds of the time-budgeted models
 # (lightgcn, ngcf, srgnn): each report states the epochs it actually ran. The jobs run in their
 # own process sessions so they outlive the shell that started them. Data: $GNNREC_SHARED_DATA.
@@ -23,7 +23,7 @@ jobs() {  # name|command
 }
 
 all_jobs() {  # name|command
-  local b=$1 e="python3 -m workers.cli_models eval --device cuda --no-progress --json --record docs/results"
+  local b=$1 e="python3 -m workers.cli.models eval --device cuda --no-progress --json --record docs/results"
   echo "srgnn-diginetica|$e --model srgnn --dataset diginetica --max-train-seconds $b"
   echo "srgnn-yoochoose64|$e --model srgnn --dataset yoochoose64 --max-train-seconds $b"
   echo "lightgcn-gowalla|$e --model lightgcn --dataset gowalla --max-train-seconds $b"

@@ -1,26 +1,23 @@
 """The live system with the fitted new-node encoder vs the plain mean, side by side in one
 prequential replay (same events, same schedule as `gnnrec eval --stream`).
 
-    python bench/inductive_ab.py DATASET LIMIT     # e.g. yoochoose-100k 30000; prints one JSON object
+    python -m bench.inductive_ab DATASET LIMIT     # e.g. yoochoose-100k 30000; prints one JSON object
 """
 from __future__ import annotations
 
 import json
 import sys
 import time
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import torch
 
-import torch  # noqa: E402
-
-from workers.live.engine import LiveSettings  # noqa: E402
-from workers.live.train import LiveTrainConfig  # noqa: E402
-from workers.stream_eval.datasets import load_dataset  # noqa: E402
-from workers.stream_eval.gnn_systems import build_gnn_system  # noqa: E402
-from workers.stream_eval.prequential import PrequentialSettings, run_prequential  # noqa: E402
-from workers.stream_eval.run import gnn_schedule  # noqa: E402
-from workers.stream_eval.systems import BaselineSettings  # noqa: E402
+from models.live.engine import LiveSettings
+from models.live.train import LiveTrainConfig
+from models.recipes.stream_eval.datasets import load_dataset
+from models.recipes.stream_eval.gnn_systems import build_gnn_system
+from models.recipes.stream_eval.prequential import PrequentialSettings, run_prequential
+from models.recipes.stream_eval.run import gnn_schedule
+from models.recipes.stream_eval.systems import BaselineSettings
 
 
 def main() -> int:

@@ -1,7 +1,7 @@
 """The no-social ablation of the social model on Delicious: same data, model and budget,
 without follow edges or friend attention (reported as model ``social-nofriends``).
 
-    python bench/social_nofriends.py [--device cpu|cuda] [--epochs E] [--record docs/results]
+    python -m bench.social_nofriends [--device cpu|cuda] [--epochs E] [--record docs/results]
 """
 from __future__ import annotations
 
@@ -11,9 +11,7 @@ import shlex
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from models.experiments.social import evaluate_without_friends  # noqa: E402
+from models.recipes.social import evaluate_without_friends
 
 
 def main() -> int:

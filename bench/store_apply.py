@@ -2,7 +2,7 @@
 
 Prints one JSON object per store, e.g.::
 
-    nice -n 10 .venv/bin/python bench/store_apply.py --events 200000 --batch 2000
+    nice -n 10 .venv/bin/python -m bench.store_apply --events 200000 --batch 2000
 
 Workload: ``--users`` users and ``--items`` items (Zipf-like item popularity), sessions of
 geometric length (mean ~5) per user, click/view/cart/purchase kinds, event time advancing
@@ -21,16 +21,13 @@ import gc
 import json
 import os
 import random
-import sys
 import tempfile
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from graph_store import MemoryGraphStore, RocksDBGraphStore, RocksDBOptions, StoreSettings  # noqa: E402
-from graph_store.native import NATIVE_OPTIONS, NativeRocksDBGraphStore  # noqa: E402
-from stream.events import Interaction  # noqa: E402
+from graph_store import MemoryGraphStore, RocksDBGraphStore, RocksDBOptions, StoreSettings
+from graph_store.rocksdb.native import NATIVE_OPTIONS, NativeRocksDBGraphStore
+from stream.events import Interaction
 
 
 def make_events(n: int, n_users: int, n_items: int, seed: int) -> list[Interaction]:

@@ -39,7 +39,7 @@ class RocksDBOptions:
             instead of ~1-1.3 µs (measured with rocksdict on this machine), but every read
             that reaches an unflushed memtable sorts a copy of it. Only for a store that
             writes in bulk and reads almost nothing from RocksDB: the native ingest store
-            (:mod:`graph_store.native`), which keeps its whole state in memory.
+            (:mod:`graph_store.rocksdb.native`), which keeps its whole state in memory.
         cache_size: entries of each in-memory cache (id -> index per node type, session
             states, item popularity). The writer is the only one changing the store and
             updates the caches after each commit, so they are exact; a full cache is cleared.

@@ -36,7 +36,7 @@ class PlannedGraphStore(GraphStore):
         (ids: ``str`` of 1..256 characters; ``ts``: ``int`` in ``[0, 2**63)``; ``kind`` a key
         of ``settings.kind_weights``; ``weight`` ``None`` or a finite number ``>= 0``; follow
         ``op`` in follow/unfollow). The ingest worker does so for the output of the
-        :mod:`stream.events` decoders (see :func:`workers.ingest_core.store_trusts_decoder`).
+        :mod:`stream.events` decoders (see :func:`workers.runtime.decode.store_trusts_decoder`).
         A malformed event applied this way may raise mid-plan (nothing is written) or store
         garbage. Offsets are always validated.
         """

@@ -29,7 +29,7 @@ Generative model, at event slot ``i`` with ``ts = start_ms + i·step_ms``:
 * **Kinds.** ``kind_probs`` over (view, click, cart, purchase); a purchase before any cart in
   the session becomes a click.
 * **Bad records.** With probability ``bad_fraction`` a slot yields a :class:`BadRecord`
-  instead: raw malformed bytes from :mod:`stream.badinput` (80% for the interactions topic,
+  instead: raw malformed bytes from :mod:`stream.events.badinput` (80% for the interactions topic,
   20% for follows) with the ``Invalid.reason`` a decoder must give it, so the demo and tests
   can check that bad input becomes dead letters. Clock-dependent samples (future timestamps)
   are left out because a reader's clock is not event time. With ``bad_fraction=0`` (the
@@ -49,7 +49,7 @@ from itertools import accumulate
 
 import numpy as np
 
-from stream.badinput import malformed_samples
+from stream.events.badinput import malformed_samples
 from stream.events import Follow, Interaction
 
 KINDS: tuple[str, ...] = ("view", "click", "cart", "purchase")

@@ -1,7 +1,10 @@
-"""Long-running processes and the command line.
+"""The long-running processes, their runtime, the demo and the ``gnnrec`` command line.
 
-``workers`` owns the runtime around the pure parts: Kafka consumption and production, the
-faust application each worker runs inside, Prometheus metrics, settings (every CLI flag has an
-environment twin) and the ``gnnrec`` CLI. It depends on ``stream``, ``graph_store`` and
-``models``; nothing depends on it.
+One folder per role — ``ingest``, ``score``, ``train``, ``refresh`` — each with the loop its
+process runs; ``runtime`` is what they share (settings with environment twins, Prometheus
+metrics, the faust service that hosts a loop, the replica feed, store opening, record decoding,
+process tuning, launching worker subprocesses); ``cli`` is the command line, one module per
+command group; ``demo`` runs the whole pipeline. The workers host the online model of
+:mod:`models.live` and read and write Kafka through :mod:`stream.kafka`; nothing below
+imports this package.
 """

@@ -9,11 +9,9 @@ a summary (``--json``: one JSON object) after ``--events N`` or on Ctrl-C.
 """
 from __future__ import annotations
 
-import argparse
 import asyncio
 import dataclasses
 import json
-import os
 import random
 import sys
 import tempfile
@@ -23,29 +21,10 @@ from pathlib import Path
 from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.events import Interaction, decode_recommendation
-from workers.launch import WorkerProcess, metric_sum
-from workers.settings import WorkerSettings
+from workers.runtime.launch import WorkerProcess, metric_sum
+from workers.runtime.settings import WorkerSettings
 
 DEFAULT_PORTS = {"ingest": 9101, "score": 9102, "refresh": 9103, "train": 9104}
-
-
-def add_parser(sub) -> None:
-    p = sub.add_parser("demo", help="run the whole pipeline on the embedded broker")
-    p.add_argument("--events", type=int, default=int(os.environ.get("GNNREC_DEMO_EVENTS", 0)) or None,
-                   help="stop after N events (env GNNREC_DEMO_EVENTS; default: until Ctrl-C)")
-    p.add_argument("--rate", type=float, default=float(os.environ.get("GNNREC_DEMO_RATE", 1000)),
-                   help="events/s produced (env GNNREC_DEMO_RATE; default 1000)")
-    p.add_argument("--bad-every", type=int, default=int(os.environ.get("GNNREC_DEMO_BAD_EVERY", 500)),
-                   help="inject one malformed event every N events, 0 = none (env GNNREC_DEMO_BAD_EVERY)")
-    p.add_argument("--seed", type=int, default=int(os.environ.get("GNNREC_SEED", 7)))
-    p.add_argument("--warmup-events", type=int, default=int(os.environ.get("GNNREC_DEMO_WARMUP_EVENTS", 3000)),
-                   help="after this many events, pause until the first trained model serves (at most "
-                        "--warmup-timeout-s), so the rest of the run shows GNN recommendations; 0 = no pause")
-    p.add_argument("--warmup-timeout-s", type=float,
-                   default=float(os.environ.get("GNNREC_DEMO_WARMUP_TIMEOUT_S", 120)))
-    p.add_argument("--data-dir", type=Path, default=None, help="where worker stores and logs go (default: a temp dir)")
-    p.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
-    p.set_defaults(handler=run)
 
 
 def _free_or_zero(port: int) -> int:
@@ -126,8 +105,8 @@ class Collector:
 
 async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio.Event, state: dict,
                    model_ready: asyncio.Event) -> None:
-    from stream.badinput import malformed_samples
-    from stream.producer import EventProducer
+    from stream.events.badinput import malformed_samples
+    from stream.kafka.producer import EventProducer
     from stream.simulator import Simulator, SimulatorSettings
     producer = EventProducer(bootstrap, settings.topics())
     await producer.start()
@@ -202,7 +181,7 @@ def _status_line(state: dict, col: Collector, ingest: WorkerProcess, score: Work
 
 
 async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
-    from stream.topics import ensure_topics
+    from stream.kafka.topics import ensure_topics
     settings = WorkerSettings(bootstrap_servers=bootstrap)
     await ensure_topics(bootstrap, settings.topics())
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}

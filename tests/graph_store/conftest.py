@@ -8,7 +8,7 @@ import os
 import pytest
 
 from graph_store import MemoryGraphStore, RocksDBGraphStore, StoreSettings
-from graph_store.native import NativeRocksDBGraphStore, native_available, native_unavailable_reason
+from graph_store.rocksdb.native import NativeRocksDBGraphStore, native_available, native_unavailable_reason
 
 
 @dataclass(frozen=True)

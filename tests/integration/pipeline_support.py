@@ -12,7 +12,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from graph_store import GraphStore
 from stream.events import Interaction
-from workers.launch import WorkerProcess, metric_sum
+from workers.runtime.launch import WorkerProcess, metric_sum
 
 YOOCHOOSE_TRAIN = "yoochoose/sessionrec_100k/yoochoose-clicks-100k_train_full.txt"
 

@@ -23,13 +23,13 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 from graph_store import MemoryGraphStore, StoreSettings
 from graph_store.embeddings import RocksDBEmbeddingStore
 from stream.events import Interaction
-from stream.topics import TopicSettings, ensure_topics
+from stream.kafka.topics import TopicSettings, ensure_topics
 from tests.integration.pipeline_support import wait_for, worker_env
 from tests.integration.test_live_workers import PARTITIONS, SMALL, _events, _produce
-from workers.launch import WorkerProcess, metric_sum
-from workers.live.bundle import ModelBundle, publish
-from workers.live.refresher import Refresher
-from workers.live.train import LiveTrainConfig, train_bundle
+from workers.runtime.launch import WorkerProcess, metric_sum
+from models.live.bundle import ModelBundle, publish
+from models.live.refresher import Refresher
+from models.live.train import LiveTrainConfig, train_bundle
 
 pytestmark = pytest.mark.timeout(180)
 torch.set_num_threads(1)

@@ -23,18 +23,18 @@ import torch
 from graph_store import MemoryGraphStore, StoreSettings
 from graph_store.embeddings import RocksDBEmbeddingStore
 from stream.brokers import BrokerHandle
-from stream.producer import EventProducer
+from stream.kafka.producer import EventProducer
 from stream.simulator import BadRecord, Simulator, SimulatorSettings
-from stream.topics import TopicSettings, ensure_topics
+from stream.kafka.topics import TopicSettings, ensure_topics
 from tests.integration.pipeline_support import wait_for, worker_env
-from tests.workers.test_refresh_worker import FailingWrites, assert_matches_full, fresh_oracle
-from workers.launch import WorkerProcess, metric_sum
-from workers.live.bundle import latest_version, publish
-from workers.live.train import LiveTrainConfig, train_bundle
-from workers.refresh_worker import RefreshLoop
-from workers.settings import RefreshSettings, TrainSettings
-from workers.stores import open_store
-from workers.train_worker import TrainLoop, train_and_publish
+from tests.workers.refresh.test_loop import FailingWrites, assert_matches_full, fresh_oracle
+from workers.runtime.launch import WorkerProcess, metric_sum
+from models.live.bundle import latest_version, publish
+from models.live.train import LiveTrainConfig, train_bundle
+from workers.refresh.loop import RefreshLoop
+from workers.runtime.settings import RefreshSettings, TrainSettings
+from workers.runtime.stores import open_store
+from workers.train.loop import TrainLoop, train_and_publish
 
 pytestmark = pytest.mark.timeout(120)
 torch.set_num_threads(1)

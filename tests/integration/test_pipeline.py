@@ -17,14 +17,14 @@ import orjson
 import pytest
 
 from graph_store import MemoryGraphStore, RocksDBGraphStore, StoreSettings
-from graph_store.native import native_available
-from stream.badinput import malformed_samples
+from graph_store.rocksdb.native import native_available
+from stream.events.badinput import malformed_samples
 from stream.events import decode_recommendation
-from stream.producer import EventProducer
-from stream.topics import TopicSettings, ensure_topics
+from stream.kafka.producer import EventProducer
+from stream.kafka.topics import TopicSettings, ensure_topics
 from tests.integration.pipeline_support import (assert_stores_equal, committed_total, read_topic_sync, start_worker,
                                                 wait_for, worker_env, yoochoose_rows)
-from workers.launch import metric_sum
+from workers.runtime.launch import metric_sum
 
 N_EVENTS = 10_000
 PARTITIONS = 4

@@ -13,11 +13,11 @@ import pytest
 
 from stream.brokers.base import free_ports
 from stream.events import Interaction
-from stream.producer import EventProducer
+from stream.kafka.producer import EventProducer
 from stream.simulator import Simulator, SimulatorSettings
-from stream.topics import TopicSettings, ensure_topics
+from stream.kafka.topics import TopicSettings, ensure_topics
 from tests.integration.pipeline_support import wait_for, worker_env
-from workers.launch import WorkerProcess, metric_sum
+from workers.runtime.launch import WorkerProcess, metric_sum
 
 try:  # same two import layouts as conftest.py
     from tests.integration.prom import read_scrape_jobs

@@ -9,7 +9,7 @@ import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.data.gowalla import CFSplit, evaluate_full_ranking, load_gowalla
-from models.experiments.lightgcn import BPRConfig, evaluate_bpr_model, fit_bpr
+from models.recipes.lightgcn import BPRConfig, evaluate_bpr_model, fit_bpr
 from models.lightgcn import LightGCN, bipartite_edge_index
 from models.sampling import sample_bpr_triples
 

@@ -9,7 +9,7 @@ import torch.nn.functional as F
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.data.gowalla import evaluate_full_ranking, load_gowalla
-from models.experiments.lightgcn import BPRConfig, fit_bpr
+from models.recipes.lightgcn import BPRConfig, fit_bpr
 from models.lightgcn import bipartite_edge_index
 from models.ngcf import NGCF
 

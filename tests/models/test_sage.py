@@ -8,7 +8,7 @@ import torch
 
 from models.checkpoint import load_checkpoint, save_checkpoint
 from models.data.gowalla import load_gowalla
-from models.experiments.sage import (SageConfig, embed_and_evaluate, evaluate_inductive, fit_sage, make_holdout,
+from models.recipes.sage import (SageConfig, embed_and_evaluate, evaluate_inductive, fit_sage, make_holdout,
                                      restore, run)
 from models.sage import SAGERecommender, SpectralBasis, build_sage_graph
 from models.sampling import (Neighbourhood, csr_from_edges, importance_neighbours, k_hop_subgraph,

@@ -206,7 +206,7 @@ def test_learns_on_a_real_slice_and_beats_popularity(shared_data: Path) -> None:
     (loss falls by > 1, HR@20 > 1.4 × popularity) leave room for platform noise.
     """
     from models.data.delicious import load_delicious
-    from models.experiments.social import Examples, Graph, TrainConfig, evaluate_examples, fit
+    from models.recipes.social import Examples, Graph, TrainConfig, evaluate_examples, fit
 
     torch.set_num_threads(1)
     full = load_delicious(shared_data)
@@ -232,7 +232,7 @@ def test_learns_on_a_real_slice_and_beats_popularity(shared_data: Path) -> None:
 
 def test_examples_are_the_srgnn_prefixes() -> None:
     from models.data.sessions import SessionSplit
-    from models.experiments.social import Examples
+    from models.recipes.social import Examples
 
     split = SessionSplit("toy", N_ITEMS, SESSIONS, [], [], n_users=N_USERS, train_users=USERS)
     prefixes, targets = split.train_examples()
@@ -245,7 +245,7 @@ def test_examples_are_the_srgnn_prefixes() -> None:
 
 
 def test_evaluation_does_not_depend_on_batch_size(edges: dict, friends: FriendIndex) -> None:
-    from models.experiments.social import Examples, Graph, evaluate_examples
+    from models.recipes.social import Examples, Graph, evaluate_examples
     from models.metrics import mrr_at_k
 
     examples = Examples.from_sessions(SESSIONS, USERS)
@@ -260,7 +260,7 @@ def test_evaluation_does_not_depend_on_batch_size(edges: dict, friends: FriendIn
 
 def test_train_then_evaluate_checkpoint_end_to_end(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The registry contract on a toy copy of the Delicious files: checkpoint → identical test metrics."""
-    from models.experiments import social as experiment
+    from models.recipes import social as experiment
 
     folder = tmp_path / "data" / "delicious_seframe"
     folder.mkdir(parents=True)

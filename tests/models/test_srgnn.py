@@ -13,7 +13,7 @@ import torch.nn.functional as F
 
 from models.checkpoint import save_checkpoint
 from models.data.sessions import SessionSplit
-from models.experiments import srgnn as experiment
+from models.recipes import srgnn as experiment
 from models.srgnn import SRGNN, SessionExamples, SessionGraphBatch, collate_padded, collate_sessions
 from models.training import Stopwatch, TopKAccumulator
 

@@ -2,7 +2,7 @@
 //!
 //! A fetch response carries each partition's records as a run of record batches. aiokafka turns
 //! every record into a `ConsumerRecord` (~1 µs each, most of a bare consume loop's cost); the
-//! ingest worker hands the whole run here instead (`workers/kafka_chunks.py`), and only the
+//! ingest worker hands the whole run here instead (`stream/kafka/chunks.py`), and only the
 //! records the wire decoder cannot take become Python objects.
 //!
 //! Layout (https://kafka.apache.org/documentation/#recordbatch): a 61-byte batch header, then

@@ -2,7 +2,7 @@
 //!
 //! `Kernel` mirrors the committed state of one store (node ids, edge and popularity weights,
 //! sessions, dirty marks) and turns staged events into the keys and values of one commit.
-//! `graph_store/native.py` owns it: it loads the state when the store opens, writes each
+//! `graph_store/rocksdb/native.py` owns it: it loads the state when the store opens, writes each
 //! plan's keys in one WriteBatch together with the offsets, and only then confirms the plan.
 
 use pyo3::exceptions::{PyKeyError, PyOverflowError, PyRuntimeError, PyValueError};

@@ -1,7 +1,7 @@
 //! Folding a batch into one commit: `graph_store/batch.py::aggregate` over native state.
 //!
 //! The same rules in the same order, so a commit writes the same bytes as the Python
-//! planner's (tests/graph_store/test_native.py compares whole stores): new ids get the next
+//! planner's (tests/graph_store/rocksdb/test_native.py compares whole stores): new ids get the next
 //! index of their type in first-sight order; each interaction adds its increment to
 //! `ui[user, item]` and `pop[item]` by the decay rule, and a session whose previous item
 //! differs adds 1 to `ii[previous, item]`; follow ops are resolved in arrival order.

@@ -1,0 +1,20 @@
+"""``gnnrec bench ingest|latency|refresh``: the benchmarks of ``bench/``, each printing JSON."""
+from __future__ import annotations
+
+from bench import ingest, latency, refresh
+
+# subcommand → (module, help); each module has add_arguments(parser) and run(args) -> exit code.
+BENCHMARKS = {
+    "ingest": (ingest, "ingest throughput vs raw aiokafka vs naive faust"),
+    "latency": (latency, "event→recommendation latency of the GNN score worker"),
+    "refresh": (refresh, "local embedding refresh vs full LightGCN propagation (Gowalla)"),
+}
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("bench", help="benchmarks that print JSON")
+    bsub = p.add_subparsers(dest="bench", required=True)
+    for name, (module, help_text) in BENCHMARKS.items():
+        b = bsub.add_parser(name, help=help_text)
+        module.add_arguments(b)
+        b.set_defaults(handler=module.run)

@@ -1,0 +1,29 @@
+"""``gnnrec demo``: the whole pipeline on the embedded broker (or ``KAFKA_BOOTSTRAP_SERVERS``)."""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+
+def add_parsers(sub) -> None:
+    p = sub.add_parser("demo", help="run the whole pipeline on the embedded broker")
+    p.add_argument("--events", type=int, default=int(os.environ.get("GNNREC_DEMO_EVENTS", 0)) or None,
+                   help="stop after N events (env GNNREC_DEMO_EVENTS; default: until Ctrl-C)")
+    p.add_argument("--rate", type=float, default=float(os.environ.get("GNNREC_DEMO_RATE", 1000)),
+                   help="events/s produced (env GNNREC_DEMO_RATE; default 1000)")
+    p.add_argument("--bad-every", type=int, default=int(os.environ.get("GNNREC_DEMO_BAD_EVERY", 500)),
+                   help="inject one malformed event every N events, 0 = none (env GNNREC_DEMO_BAD_EVERY)")
+    p.add_argument("--seed", type=int, default=int(os.environ.get("GNNREC_SEED", 7)))
+    p.add_argument("--warmup-events", type=int, default=int(os.environ.get("GNNREC_DEMO_WARMUP_EVENTS", 3000)),
+                   help="after this many events, pause until the first trained model serves (at most "
+                        "--warmup-timeout-s), so the rest of the run shows GNN recommendations; 0 = no pause")
+    p.add_argument("--warmup-timeout-s", type=float,
+                   default=float(os.environ.get("GNNREC_DEMO_WARMUP_TIMEOUT_S", 120)))
+    p.add_argument("--data-dir", type=Path, default=None, help="where worker stores and logs go (default: a temp dir)")
+    p.add_argument("--json", action="store_true", help="print only the summary, as one JSON object")
+    p.set_defaults(handler=run)
+
+
+def run(args) -> int:
+    from workers import demo
+    return demo.run(args)

@@ -1,0 +1,1 @@
+"""``gnnrec worker refresh``: keep every node's embedding fresh and publish it with its version."""

@@ -1,0 +1,84 @@
+"""Starting a worker service inside its faust application, with /metrics served."""
+from __future__ import annotations
+
+import cProfile
+import logging
+import os
+import sys
+from collections.abc import Callable
+from typing import Protocol
+
+from faust.worker import Worker
+from mode import Service
+
+from stream.kafka.faust_app import make_faust_app
+from workers.runtime.metrics import serve_metrics
+from workers.runtime.settings import StoreBacked
+
+
+class WorkerLoop(Protocol):
+    """What every worker's loop offers the service that runs it."""
+
+    async def start(self) -> None: ...
+    async def run_once(self) -> int: ...
+    async def stop(self) -> None: ...
+    def close(self) -> None: ...
+
+
+class LoopService(Service):
+    """Runs a worker loop inside the faust worker until the worker stops.
+
+    The loop is built in ``on_start`` (so stores open in the worker process, after faust has
+    set it up), then ``run_once`` repeats; on shutdown ``stop`` (clients) then ``close``
+    (final gauges, stores).
+    """
+
+    def __init__(self, build: Callable[[], WorkerLoop], **kwargs) -> None:
+        super().__init__(**kwargs)
+        self._build = build
+        self.loop_impl: WorkerLoop | None = None
+
+    async def on_start(self) -> None:
+        self.loop_impl = self._build()
+        await self.loop_impl.start()
+
+    @Service.task
+    async def _consume(self) -> None:
+        while not self.should_stop and self.loop_impl is not None:
+            await self.loop_impl.run_once()
+
+    async def on_stop(self) -> None:
+        if self.loop_impl is not None:
+            await self.loop_impl.stop()
+            self.loop_impl.close()
+
+
+def run_faust_worker(name: str, service: Service, settings: StoreBacked) -> None:
+    """Blocks until SIGINT/SIGTERM; faust stops the service, which closes its store."""
+    logging.basicConfig(level=settings.log_level, format=f"%(asctime)s {name} %(levelname)s %(message)s")
+    # aiokafka logs every produced message at DEBUG; building those records cost ~5% of the
+    # score worker's time even when nothing printed them.
+    logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
+    bootstrap = settings.require_bootstrap()
+    port = serve_metrics(settings.metrics_port, settings.metrics_host)
+    # One line on stdout that launchers (the demo, tests) parse to find the metrics endpoint.
+    print(f"gnnrec-{name} metrics http://{settings.metrics_host}:{port}/metrics", flush=True)
+    app = make_faust_app(f"gnnrec-{name}-app-{settings.group_id}", bootstrap,
+                         settings.data_dir / "faust", partitions=settings.partitions)
+    worker = Worker(app, service, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
+    # GNNREC_PROFILE=<file>: cProfile the whole worker and write the stats there on a clean stop
+    # (how the per-event costs quoted in the README were found).
+    profile_path = os.environ.get("GNNREC_PROFILE")
+    profiler = cProfile.Profile() if profile_path else None
+    try:
+        if profiler is not None:
+            profiler.enable()
+        worker.execute_from_commandline()
+    except SystemExit as exc:
+        if exc.code not in (0, None):
+            raise
+    finally:
+        if profiler is not None:
+            profiler.disable()
+            profiler.dump_stats(f"{profile_path}.{name}")
+    sys.stdout.flush()

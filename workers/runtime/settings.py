@@ -1,0 +1,178 @@
+"""One frozen settings object per worker; every CLI flag has an environment-variable twin.
+
+Precedence: command-line flag > environment variable > default. The environment name of a
+field is ``GNNREC_<FIELD>`` (``--batch-max`` ↔ ``GNNREC_BATCH_MAX``), except the broker
+address, which also honours the conventional ``KAFKA_BOOTSTRAP_SERVERS``.
+"""
+from __future__ import annotations
+
+import argparse
+from pathlib import Path
+from typing import Any, Literal, TypeVar, get_args, get_origin
+
+from pydantic import AliasChoices, Field, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from stream.kafka.topics import TopicSettings
+
+S = TypeVar("S", bound="WorkerSettings")
+
+
+class WorkerSettings(BaseSettings):
+    """What every worker shares: where the broker is, topic names, metrics, logging."""
+
+    model_config = SettingsConfigDict(frozen=True, env_prefix="GNNREC_", extra="ignore")
+
+    bootstrap_servers: str | None = Field(
+        default=None,
+        validation_alias=AliasChoices("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS", "GNNREC_BOOTSTRAP_SERVERS"),
+        description="Kafka bootstrap servers; unset means: start the embedded Tansu broker",
+    )
+    interactions_topic: str = "interactions"
+    follows_topic: str = "follows"
+    next_item_topic: str = "recommendations.next-item"
+    social_topic: str = "recommendations.social"
+    dead_letters_topic: str = "dead-letters"
+    partitions: int = Field(4, ge=1, description="partitions per topic when topics are created")
+    recommendation_partitions: int = Field(
+        1, ge=1, description="partitions of the two recommendation topics when created (more for consumer "
+        "groups of several members; on the embedded broker every extra partition costs broker CPU)")
+    metrics_port: int = Field(0, ge=0, description="port of the Prometheus /metrics endpoint (0 = any free port)")
+    metrics_host: str = "127.0.0.1"
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+
+    def topics(self) -> TopicSettings:
+        return TopicSettings(
+            interactions=self.interactions_topic, follows=self.follows_topic,
+            next_item=self.next_item_topic, social=self.social_topic,
+            dead_letters=self.dead_letters_topic, partitions=self.partitions,
+            recommendation_partitions=self.recommendation_partitions,
+        )
+
+    def require_bootstrap(self) -> str:
+        if not self.bootstrap_servers:
+            raise ValueError(
+                "no Kafka broker configured: set KAFKA_BOOTSTRAP_SERVERS or pass --bootstrap-servers "
+                "(`gnnrec demo` starts an embedded broker for you)"
+            )
+        return self.bootstrap_servers
+
+
+class StoreBacked(WorkerSettings):
+    """Workers that keep a graph store: where it lives and how edges decay."""
+
+    data_dir: Path = Field(Path("data/ingest"), description="RocksDB directory of this worker's store")
+    store: Literal["rocksdb", "memory"] = "rocksdb"
+    half_life_hours: float = Field(168.0, gt=0, description="edge-weight half-life in event time (inf = no decay)")
+    session_history: int = Field(20, ge=1, description="items remembered per session")
+    group_id: str = "gnnrec-ingest"
+    batch_max: int = Field(5000, ge=1, description="most records taken from Kafka per batch")
+    batch_timeout_ms: int = Field(100, ge=1, description="longest wait for a batch to fill")
+    max_event_bytes: int = Field(16_384, ge=64)
+    max_future_skew_ms: int = Field(86_400_000, ge=0, description="events further in the future are dead-lettered")
+
+
+class IngestSettings(StoreBacked):
+    metrics_port: int = 9101
+    gc_freeze_interval_s: float = Field(600.0, gt=0, description="how often the long-lived heap is re-frozen "
+                                        "out of the cyclic GC's walks (workers/runtime/process_tuning.py)")
+    native: Literal["auto", "on", "off"] = Field(
+        "auto", description="RocksDB store planned by the native (Rust) kernel: on, off, or auto = on when "
+        "graph_store/_native is built (deploy/build_native.sh)")
+    fetch_chunks: Literal["on", "off"] = Field(
+        "on", description="with the native store, hand each partition's fetched record batches to the kernel "
+        "whole instead of one aiokafka record per event (stream/kafka/chunks.py)")
+
+
+class ScoreSettings(StoreBacked):
+    data_dir: Path = Path("data/score")
+    store: Literal["rocksdb", "memory"] = "memory"
+    group_id: str = "gnnrec-score"
+    metrics_port: int = 9102
+    k: int = Field(20, ge=1, description="items per recommendation")
+    session_context: int = Field(5, ge=1, description="recent session items the next-item baseline looks at")
+    max_followees: int = Field(50, ge=1)
+    trending_refresh_s: float = Field(1.0, gt=0, description="event time between recomputations of the trending fallback")
+    trending_refresh_events: int = Field(
+        20, ge=1, description="fallback answers between recomputations of the trending list, at least (bounds "
+        "the cost when a replayed file's timestamps are far apart)")
+    model_version: str = Field("baseline-v1", description="model_version of the baseline recommendations")
+    recommender: Literal["auto", "transitions", "gnn"] = Field(
+        "auto", description="next-item/social model: gnn (bundle + refreshed embeddings, baselines as fallback) "
+        "or transitions (baselines only); auto = gnn when --model-dir and --embeddings-dir are set")
+    model_dir: Path | None = Field(None, description="model bundles published by `gnnrec worker train`")
+    embeddings_dir: Path | None = Field(None, description="embedding store written by `gnnrec worker refresh`")
+    embeddings_poll_s: float = Field(1.0, gt=0, description="how often the embedding store and LATEST are checked")
+    ann_threshold: int = Field(50_000, ge=0, description="catalogue size above which hnswlib ranks instead of a matmul")
+    quality_sessions: int = Field(100_000, ge=1, description="sessions whose last next-item list is kept for HR/MRR")
+    gc_freeze_interval_s: float = Field(600.0, gt=0, description="how often the long-lived heap is re-frozen "
+                                        "out of the cyclic GC's walks once caught up (workers/runtime/process_tuning.py)")
+
+    @model_validator(mode="after")
+    def _check_recommender(self) -> "ScoreSettings":
+        if self.recommender == "gnn" and (self.model_dir is None or self.embeddings_dir is None):
+            raise ValueError("--recommender gnn needs --model-dir (train worker output) and --embeddings-dir "
+                             "(refresh worker output); or use --recommender transitions")
+        return self
+
+    def use_gnn(self) -> bool:
+        if self.recommender == "auto":
+            return self.model_dir is not None and self.embeddings_dir is not None
+        return self.recommender == "gnn"
+
+
+class ReplicaSettings(StoreBacked):
+    """Workers that rebuild their own replica of the graph from the log and read a model directory."""
+
+    store: Literal["rocksdb", "memory"] = "memory"
+    model_dir: Path = Field(Path("data/models"), description="directory of published model bundles (shared)")
+    idle_poll_s: float = Field(
+        0.25, ge=0, description="once caught up, seconds to wait before the next fetch (never past the next "
+        "refresh or training run): fewer, larger fetches cost the broker and this worker less; 0 polls continuously")
+
+
+class RefreshSettings(ReplicaSettings):
+    data_dir: Path = Path("data/refresh")
+    group_id: str = "gnnrec-refresh"
+    metrics_port: int = 9103
+    embeddings_dir: Path = Field(Path("data/embeddings"),
+                                 description="RocksDB embedding store this worker writes (scorers read it as secondaries)")
+    refresh_interval_s: float = Field(5.0, gt=0, description="wall-clock seconds between refreshes")
+    dense_above: float = Field(0.5, gt=0, le=1, description="affected share above which a refresh goes dense")
+
+
+class TrainSettings(ReplicaSettings):
+    data_dir: Path = Path("data/train")
+    group_id: str = "gnnrec-train"
+    metrics_port: int = 9104
+    train_interval_s: float = Field(600.0, gt=0, description="wall-clock seconds between training runs")
+    min_events: int = Field(1000, ge=1, description="events applied before the first training run")
+    max_pending_records: int = Field(200_000, ge=1,
+                                     description="records held back while a training run reads the store")
+    dim: int = Field(32, ge=1, description="embedding size")
+    num_layers: int = Field(2, ge=0, description="LightGCN layers")
+    lightgcn_epochs: int = Field(30, ge=0)
+    srgnn_epochs: int = Field(3, ge=0)
+    social_epochs: int = Field(3, ge=0)
+    seed: int = Field(0, ge=0)
+    train_threads: int = Field(1, ge=1, description="torch threads of a training run")
+
+
+def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
+    """One ``--flag`` per settings field, defaulting to None so env/defaults apply underneath."""
+    for name, field in cls.model_fields.items():
+        flag = "--" + name.replace("_", "-")
+        env = "KAFKA_BOOTSTRAP_SERVERS / GNNREC_BOOTSTRAP_SERVERS" if name == "bootstrap_servers" \
+            else "GNNREC_" + name.upper()
+        default = field.default
+        help_text = f"{field.description or name} (env {env}; default {default})"
+        kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": name}
+        annotation = field.annotation
+        if get_origin(annotation) is Literal:
+            kwargs["choices"] = list(get_args(annotation))
+        parser.add_argument(flag, **kwargs)
+
+
+def settings_from_args(cls: type[S], args: argparse.Namespace) -> S:
+    given = {name: getattr(args, name) for name in cls.model_fields if getattr(args, name, None) is not None}
+    return cls(**given)

@@ -1,0 +1,1 @@
+"""``gnnrec worker train``: retrain the live model bundle on a schedule and publish it."""
