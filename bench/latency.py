@@ -16,7 +16,7 @@ read it from the topic minus the event's timestamp (the whole path through Kafka
 both workers and this reader share the machine's cores, as they would in a one-box deployment;
 ``cpu_us_per_event`` says what each of them spent per measured event. On the embedded Tansu
 broker (memory engine) every fetch costs in proportion to the record batches already stored in
-the partitions it reads, so its share grows with the length of the run (docs/MEASUREMENTS.md).
+the partitions it reads, so its share grows with the length of the run (docs/serving.md).
 """
 from __future__ import annotations
 

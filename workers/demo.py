@@ -3,9 +3,17 @@
 Starts the broker unless one is configured, creates the topics, starts the ingest, train,
 refresh and score workers as separate processes (train publishes bundles to ``models/`` and
 refresh writes embeddings to ``embeddings/`` under the demo's data dir; score serves the GNN
-over them and falls back to the baselines until the first model is out), replays the simulator (with a few malformed events mixed in, to
-show dead-lettering), prints progress and sample recommendations as they arrive, and ends with
-a summary (``--json``: one JSON object) after ``--events N`` or on Ctrl-C.
+over them and falls back to the baselines until the first model is out), and replays events
+into it: the simulator (restamped with the wall clock, a few malformed events mixed in to show
+dead-lettering) or, with ``--file``, the user's own file in any supported format (its events
+keep their own timestamps, so edge weights decay in the file's time). It prints progress and
+sample recommendations as they arrive, and ends with a summary (``--json``: one JSON object)
+after ``--events N``, at the end of the file, or on Ctrl-C.
+
+Latency is the time from an event's produce to its recommendation's send: with the simulator,
+an event's timestamp is its send time, so the demo reads it off each recommendation; a file's
+events carry their own time, so the summary takes the score worker's
+``gnnrec_event_to_recommendation_seconds`` histogram instead (upper bounds of its buckets).
 """
 from __future__ import annotations
 
@@ -40,7 +48,8 @@ def _free_or_zero(port: int) -> int:
 class Collector:
     """Reads recommendation and dead-letter topics; keeps counts, latencies and samples."""
 
-    def __init__(self, bootstrap: str, settings: WorkerSettings, from_beginning: bool, quiet: bool) -> None:
+    def __init__(self, bootstrap: str, settings: WorkerSettings, from_beginning: bool, quiet: bool,
+                 event_ts_is_send_time: bool = True) -> None:
         self.settings = settings
         self.quiet = quiet
         self.from_beginning = from_beginning
@@ -48,6 +57,7 @@ class Collector:
         self.counts = {"next_item": 0, "social": 0}
         self.dead_letters = 0
         self.latencies_ms: list[float] = []
+        self.event_ts_is_send_time = event_ts_is_send_time  # else a recommendation's event_ts says nothing of latency
         self.next_item_sessions: set[str] = set()
         self.gnn = 0
         self.model_version: str | None = None
@@ -78,7 +88,8 @@ class Collector:
                 if reco.embedding_version is not None:
                     self.gnn += 1
                     self.model_version, self.embedding_version = reco.model_version, reco.embedding_version
-                self.latencies_ms.append(reco.emitted_ts - reco.event_ts)
+                if self.event_ts_is_send_time:
+                    self.latencies_ms.append(reco.emitted_ts - reco.event_ts)
                 self._maybe_show(reco)
 
     def _maybe_show(self, reco) -> None:
@@ -107,15 +118,11 @@ async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio
                    model_ready: asyncio.Event) -> None:
     from stream.events.badinput import malformed_samples
     from stream.kafka.producer import EventProducer
-    from stream.simulator import Simulator, SimulatorSettings
     producer = EventProducer(bootstrap, settings.topics())
     await producer.start()
     rng = random.Random(args.seed)
-    # Simulated time follows the wall clock, and a season lasts a minute, so the popularity
-    # drift is visible within a demo run (the default season is a week of event time).
-    sim = Simulator(SimulatorSettings(seed=args.seed, season_period_ms=60_000))
-    events = sim.events(start_ms=int(time.time() * 1000), n=args.events or 10**9,
-                        step_ms=max(1, round(1000 / args.rate)))
+    events = demo_events(args)
+    restamp = args.file is None
     started = time.monotonic()
     try:
         for i, event in enumerate(events):
@@ -130,7 +137,7 @@ async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio
             if ahead > 0:
                 await asyncio.sleep(ahead)
             now_ms = int(time.time() * 1000)
-            await producer.send_event(dataclasses.replace(event, ts=now_ms))
+            await producer.send_event(dataclasses.replace(event, ts=now_ms) if restamp else event)
             state["produced"] += 1
             state["interactions"] += isinstance(event, Interaction)
             if args.bad_every and i % args.bad_every == args.bad_every - 1:
@@ -141,6 +148,23 @@ async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio
     finally:
         await producer.stop()
         state["producing"] = False
+
+
+def demo_events(args):
+    """What the demo replays: the user's ``--file`` (its own timestamps), else the simulator
+    (timestamps follow the wall clock, and a season lasts a minute, so the popularity drift is
+    visible within a demo run; the simulator's default season is a week of event time)."""
+    if args.file is not None:
+        from stream.formats import read_events
+        return read_events(args.file, args.format, limit=args.events, time_step_ms=args.time_step_ms)
+    from stream.simulator import Simulator, SimulatorSettings
+    sim = Simulator(SimulatorSettings(seed=args.seed, season_period_ms=60_000))
+    return sim.events(start_ms=int(time.time() * 1000), n=args.events or 10**9,
+                      step_ms=max(1, round(1000 / args.rate)))
+
+
+def _finite(value: float | None) -> float | None:
+    return value if value is not None and value != float("inf") else None
 
 
 def histogram_quantile(samples: dict[str, float], name: str, q: float) -> float | None:
@@ -167,11 +191,23 @@ def quality(samples: dict[str, float]) -> dict[str, dict[str, float]]:
     return out
 
 
+def latency_ms(col: Collector, score_samples: dict[str, float]) -> dict[str, float | None]:
+    """p50/p99 event → recommendation: read off the recommendations when event times are send
+    times, else the upper bounds of the score worker's histogram buckets."""
+    if col.event_ts_is_send_time:
+        return {"p50": col.percentile(0.5), "p99": col.percentile(0.99)}
+    name = "gnnrec_event_to_recommendation_seconds"
+    return {q: None if (v := histogram_quantile(score_samples, name, x)) is None else v * 1000
+            for q, x in (("p50", 0.5), ("p99", 0.99))}
+
+
 def _status_line(state: dict, col: Collector, ingest: WorkerProcess, score: WorkerProcess) -> str:
     applied = metric_sum(ingest.scrape(), "gnnrec_events_applied_total")
-    p50, p99 = col.percentile(0.5), col.percentile(0.99)
-    lat = f"p50 {p50:.0f} ms  p99 {p99:.0f} ms" if p50 is not None else "latency n/a"
     samples = score.scrape()
+    lat = latency_ms(col, samples)
+    p50, p99 = lat["p50"], lat["p99"]
+    bound = "" if col.event_ts_is_send_time else "<= "
+    lat = f"p50 {bound}{p50:.0f} ms  p99 {bound}{p99:.0f} ms" if p50 is not None else "latency n/a"
     stale = histogram_quantile(samples, "gnnrec_embedding_staleness_seconds", 0.5)
     hr = quality(samples)["online_hr@20"]
     gnn = (f"  gnn {col.gnn:>7}  staleness p50 <= {stale:g} s" if stale is not None else "  gnn    n/a") + \
@@ -197,7 +233,8 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
         for name in ("ingest", "train", "refresh", "score")
     }
     say = (lambda *a: None) if args.json else (lambda *a: print(*a, flush=True))
-    col = Collector(bootstrap, settings, from_beginning=embedded, quiet=args.json)
+    col = Collector(bootstrap, settings, from_beginning=embedded, quiet=args.json,
+                    event_ts_is_send_time=args.file is None)
     state = {"produced": 0, "interactions": 0, "bad_sent": 0, "producing": True, "waiting_since": None}
     stop = asyncio.Event()
     model_ready = asyncio.Event()
@@ -207,7 +244,8 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
         for name, w in workers.items():
             say(f"worker {name}: metrics at {w.metrics_url}  (log {w.log_path})")
         await col.start()
-        say(f"replaying the simulator at {args.rate:.0f} events/s into {bootstrap}; Ctrl-C stops")
+        what = "the simulator" if args.file is None else f"{args.file}"
+        say(f"replaying {what} at {args.rate:.0f} events/s into {bootstrap}; Ctrl-C stops")
         producer = asyncio.create_task(_produce(bootstrap, settings, args, stop, state, model_ready))
         last_line, drained_since, last_check = 0.0, None, 0.0
         try:
@@ -254,7 +292,6 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
         await col.stop()
         for w in workers.values():
             await asyncio.to_thread(w.stop)
-    p50, p99 = col.percentile(0.5), col.percentile(0.99)
     return {
         "events_produced": state["produced"] + state["bad_sent"],
         "events_ingested": int(applied),
@@ -262,12 +299,14 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
         "dead_letters": col.dead_letters,
         "dead_letters_counted": int(dead_counted),
         "recommendations": dict(col.counts),
-        "latency_ms": {"p50": p50, "p99": p99},
+        "latency_ms": latency_ms(col, score_samples),
+        "source": "simulator" if args.file is None else str(args.file),
         "gnn_recommendations": col.gnn,
         "model_version": col.model_version,
         "embedding_version": col.embedding_version,
         **quality(score_samples),
-        "staleness_p50_s": histogram_quantile(score_samples, "gnnrec_embedding_staleness_seconds", 0.5),
+        # Above the last bucket (a file replayed faster than its own time passes) is reported as None.
+        "staleness_p50_s": _finite(histogram_quantile(score_samples, "gnnrec_embedding_staleness_seconds", 0.5)),
         "metrics": {name: w.metrics_url for name, w in workers.items()},
         "broker": "embedded-tansu" if embedded else bootstrap,
         "workdir": str(workdir),
@@ -276,6 +315,15 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
 
 def run(args) -> int:
     from stream.brokers import broker_from_env_or_embedded
+    if args.bad_every is None:
+        args.bad_every = 500 if args.file is None else 0
+    if args.file is not None:
+        from stream.formats import FormatError
+        try:  # a file that cannot be read fails here, before any broker or worker starts
+            demo_events(args)
+        except (FormatError, FileNotFoundError, ValueError) as exc:
+            print(f"gnnrec demo: {exc}", file=sys.stderr)
+            return 2
     workdir = args.data_dir or Path(tempfile.mkdtemp(prefix="gnnrec-demo-"))
     with broker_from_env_or_embedded(log_dir=workdir) as broker:
         embedded = broker.name != "external"

@@ -33,6 +33,28 @@ class FormatError(ValueError):
         super().__init__(f"{where}: {reason}")
 
 
+#: Time values below this many seconds (11.6 days after the epoch) are not Unix times of a
+#: public dataset: they are coarse steps (the Ciao/Epinions ``.mat`` layout also ships its
+#: time column as steps 1..11) and need an explicit mapping, :attr:`ReadOptions.time_step_ms`.
+COARSE_TIME_BELOW_S = 1_000_000
+
+
+@dataclass(frozen=True)
+class ReadOptions:
+    """How to read what a file does not say itself.
+
+    ``time_step_ms``: for a time column of coarse steps (see :data:`COARSE_TIME_BELOW_S`), the
+    event time of step ``k`` is ``k * time_step_ms`` ms; a file of such steps is refused
+    without it, and a file of real times is refused with it.
+    """
+
+    time_step_ms: int | None = None
+
+    def __post_init__(self) -> None:
+        if self.time_step_ms is not None and self.time_step_ms <= 0:
+            raise ValueError(f"time_step_ms must be > 0, got {self.time_step_ms}")
+
+
 @dataclass
 class ReadStats:
     """What a reader found. ``rows`` counts interaction rows read (not headers, not follow
@@ -47,6 +69,11 @@ class ReadStats:
     merged_rows: int = 0  # Last.fm: extra tag rows of one (user, artist, date)
     dropped_pre_epoch: int = 0
     yielded: int = 0
+    # "first_interaction": follows without a time of their own sit at their source's first
+    # interaction and sort before the interactions of that instant; "own": the file dates them
+    # and they interleave with the interactions of the same instant.
+    follow_times: str = "first_interaction"
+    time_steps: int | None = None  # distinct coarse time steps mapped with ReadOptions.time_step_ms
 
 
 def open_text(path: Path) -> io.TextIOBase:

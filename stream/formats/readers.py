@@ -1,4 +1,5 @@
-"""One reader per replay format: ``path, stats -> events`` in file order (sorting is the caller's).
+"""One reader per replay format: ``path, stats, options -> events`` in file order (sorting is
+the caller's).
 
 The format rules each reader follows are in the :mod:`stream.formats` docstring; malformed
 input raises :class:`~stream.formats.parsing.FormatError` naming file and line.
@@ -14,9 +15,11 @@ from pathlib import Path
 
 from stream.events import Follow, Interaction
 from stream.formats.parsing import (
+    COARSE_TIME_BELOW_S,
     RAW_YOOCHOOSE,
     Event,
     FormatError,
+    ReadOptions,
     ReadStats,
     check_header,
     date_ms,
@@ -29,7 +32,7 @@ from stream.formats.parsing import (
 )
 
 
-def _read_yoochoose(path: Path, stats: ReadStats) -> list[Event]:
+def _read_yoochoose(path: Path, stats: ReadStats, options: ReadOptions) -> list[Event]:
     out: list[Event] = []
     with open_text(path) as fh:
         first = fh.readline()
@@ -67,7 +70,7 @@ def _float_s_ms(text: str, path: Path, line: int) -> int:
         raise FormatError(path, line, f"time must be Unix seconds, got {text!r}") from None
 
 
-def _read_diginetica(path: Path, stats: ReadStats) -> list[Event]:
+def _read_diginetica(path: Path, stats: ReadStats, options: ReadOptions) -> list[Event]:
     out: list[Event] = []
     with open_text(path) as fh:
         check_header(path, fh.readline(), "session_id;user_id;item_id;timeframe;eventdate",
@@ -87,7 +90,7 @@ def _read_diginetica(path: Path, stats: ReadStats) -> list[Event]:
     return out
 
 
-def _read_movielens(path: Path, stats: ReadStats) -> list[Event]:
+def _read_movielens(path: Path, stats: ReadStats, options: ReadOptions) -> list[Event]:
     if path.is_dir():
         path = path / "ratings.csv"
     if path.suffix.lower() != ".zip":
@@ -148,15 +151,67 @@ def _trust_file(ratings: Path) -> Path | None:
     return candidates[0] if candidates else None
 
 
-def _read_ciao(path: Path, stats: ReadStats) -> list[Event]:
+def _times_ms(path: Path, column: str, secs, options: ReadOptions, stats: ReadStats) -> list[int]:
+    """Event times in ms of a ``.mat`` time column: Unix seconds, or coarse steps mapped by
+    ``options.time_step_ms`` (refused without it, so that steps are never read as seconds)."""
+    values = [int(v) for v in secs]
+    if not values:
+        return values
+    lo, hi = min(values), max(values)
+    if hi < COARSE_TIME_BELOW_S:
+        if options.time_step_ms is None:
+            steps = len(set(values))
+            raise FormatError(path, None, f"the {column} column holds {steps} distinct values from {lo} to {hi}: "
+                              "coarse time steps, not Unix seconds (files in the Ciao/Epinions .mat layout "
+                              "are published both ways). Pass --time-step-ms MS to place step k at k × MS ms "
+                              "of event time, e.g. --time-step-ms 2592000000 for 30-day steps")
+        stats.time_steps = len(set(values))
+        return [v * options.time_step_ms for v in values]
+    if options.time_step_ms is not None:
+        raise FormatError(path, None, f"--time-step-ms is for coarse time steps, but the {column} column holds "
+                          f"Unix seconds ({lo} .. {hi}); leave it out")
+    return [v * 1000 for v in values]
+
+
+def _interleave_ties(first: list[Event], second: list[Event]) -> list[Event]:
+    """Two time-sorted lists merged by ts; at equal ts the two are interleaved in proportion
+    (each keeping its own order), so any prefix holds both kinds."""
+    out: list[Event] = []
+    i = j = 0
+    while i < len(first) or j < len(second):
+        if j >= len(second) or (i < len(first) and first[i].ts < second[j].ts):
+            out.append(first[i])
+            i += 1
+            continue
+        if i >= len(first) or second[j].ts < first[i].ts:
+            out.append(second[j])
+            j += 1
+            continue
+        ts = first[i].ts
+        a_end, b_end = i, j
+        while a_end < len(first) and first[a_end].ts == ts:
+            a_end += 1
+        while b_end < len(second) and second[b_end].ts == ts:
+            b_end += 1
+        a, b = first[i:a_end], second[j:b_end]
+        # Place the k-th event of each run at its fraction of the run (ties: the second list first).
+        merged = sorted([((k + 0.5) / len(a), 1, k) for k in range(len(a))] +
+                        [((k + 0.5) / len(b), 0, k) for k in range(len(b))])
+        out.extend(a[k] if which else b[k] for _, which, k in merged)
+        i, j = a_end, b_end
+    return out
+
+
+def _read_ciao(path: Path, stats: ReadStats, options: ReadOptions) -> list[Event]:
     if path.is_dir():
         path = sorted(path.glob("*rating*.mat"))[0]
     rating = _load_mat(path, "rating", 6)
+    rows = rating.tolist()
+    times = _times_ms(path, "time", (r[5] for r in rows), options, stats)
     out: list[Event] = []
     first_ts: dict[str, int] = {}
-    for row, (user, item, _cat, value, _helpful, secs) in enumerate(rating.tolist(), 1):
+    for row, ((user, item, _cat, value, _helpful, _secs), ts) in enumerate(zip(rows, times), 1):
         stats.rows += 1
-        ts = int(secs) * 1000
         if user < 0 or item < 0:
             raise FormatError(path, None, f"rating row {row}: negative user or product id")
         if not keep(stats, ts):
@@ -167,16 +222,28 @@ def _read_ciao(path: Path, stats: ReadStats) -> list[Event]:
             first_ts[u] = ts
     stats.interactions = len(out)
     trust = _trust_file(path)
-    if trust is not None:
-        start = min(first_ts.values(), default=0)
-        for src, dst in _load_mat(trust, "trust", 2)[:, :2].tolist():
-            s = str(int(src))
-            out.append(Follow(s, str(int(dst)), first_ts.get(s, start), "follow"))
-            stats.follows += 1
+    if trust is None:
+        return out
+    edges = _load_mat(trust, "trust", 2)
+    if edges.shape[1] >= 3:  # the file dates each trust: use it
+        follows = [Follow(str(int(src)), str(int(dst)), ts, "follow") for (src, dst), ts
+                   in zip(edges[:, :2].tolist(), _times_ms(trust, "third (time)", edges[:, 2].tolist(), options,
+                                                           stats))]
+        follows = [f for f in follows if keep(stats, f.ts)]
+        stats.follows = len(follows)
+        stats.follow_times = "own"
+        out.sort(key=lambda e: e.ts)
+        follows.sort(key=lambda e: e.ts)
+        return _interleave_ties(out, follows)
+    start = min(first_ts.values(), default=0)
+    for src, dst in edges[:, :2].tolist():
+        s = str(int(src))
+        out.append(Follow(s, str(int(dst)), first_ts.get(s, start), "follow"))
+        stats.follows += 1
     return out
 
 
-def _read_lastfm(path: Path, stats: ReadStats) -> list[Event]:
+def _read_lastfm(path: Path, stats: ReadStats, options: ReadOptions) -> list[Event]:
     folder = path if path.is_dir() else path.parent
     tagged = folder / "user_taggedartists.dat" if path.is_dir() else path
     seen: set[tuple[str, str, int]] = set()
@@ -213,7 +280,7 @@ def _read_lastfm(path: Path, stats: ReadStats) -> list[Event]:
     return out
 
 
-READERS: dict[str, Callable[[Path, ReadStats], list[Event]]] = {
+READERS: dict[str, Callable[[Path, ReadStats, ReadOptions], list[Event]]] = {
     "yoochoose": _read_yoochoose,
     "diginetica": _read_diginetica,
     "movielens": _read_movielens,

@@ -41,10 +41,9 @@ class ProduceError(RuntimeError):
 
 
 # On the embedded Tansu broker every produce request, and every record batch it stores, costs
-# broker CPU (each later fetch pays for the batches already stored). Measured with
-# `gnnrec bench latency --rate 2000` (five alternating runs each): 20 ms instead of 5 ms cut the
-# broker's CPU per event from ~320 to ~235 µs and the end-to-end p99 from 116-430 to 76-90 ms,
-# p50 too (53 -> 40 ms), because the cores it frees serve the workers.
+# broker CPU (each later fetch pays for the batches already stored), so the producer batches for
+# 20 ms: in `gnnrec bench latency` that costs the broker ~235 µs per event against ~320 µs at
+# 5 ms, with a lower p99 (docs/serving.md gives the runs).
 DEFAULT_LINGER_MS = 20
 
 

@@ -46,7 +46,7 @@ class TopicSettings(BaseModel):
     dead_letters: str = Field("dead-letters", pattern=_TOPIC_NAME)
     partitions: int = Field(4, ge=1)
     # One partition per recommendation topic by default: each scored batch then writes one batch
-    # per topic, and on Tansu every stored batch costs each later fetch (docs/MEASUREMENTS.md).
+    # per topic, and on Tansu every stored batch costs each later fetch (docs/serving.md).
     recommendation_partitions: int = Field(1, ge=1)
     replication: int = Field(1, ge=1)
 

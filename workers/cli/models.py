@@ -31,8 +31,9 @@ def add_parsers(sub) -> None:
                      help="prequential replay of a timestamped dataset (recommend, score, then learn "
                           "each event); datasets: " + ", ".join(STREAM_DATASETS))
     # Offline and stream datasets are different name sets; run_eval checks the one that applies.
-    p.add_argument("--dataset", required=True, metavar="NAME",
-                   help="offline: " + ", ".join(DATASETS) + "; --stream: " + ", ".join(STREAM_DATASETS))
+    p.add_argument("--dataset", metavar="NAME",
+                   help="offline: " + ", ".join(DATASETS) + "; --stream: " + ", ".join(STREAM_DATASETS)
+                        + " (or --stream --file PATH)")
     p.add_argument("--checkpoint", type=Path, default=None, help="evaluate this checkpoint (default: train first)")
     _common(p)
     p.add_argument("--json", action="store_true")
@@ -49,6 +50,14 @@ def add_parsers(sub) -> None:
 
 def _stream_options(p, systems: tuple[str, ...]) -> None:
     g = p.add_argument_group("--stream options")
+    g.add_argument("--file", type=Path, default=None,
+                   help="replay your own file instead of a --dataset (formats: yoochoose, diginetica, movielens, "
+                        "ciao, lastfm; see --format)")
+    g.add_argument("--format", default=os.environ.get("GNNREC_FORMAT"),
+                   help="format of --file (env GNNREC_FORMAT; default: detected from the file)")
+    g.add_argument("--time-step-ms", type=int, default=_env_int("GNNREC_TIME_STEP_MS"),
+                   help="--file whose time column holds coarse steps (1, 2, ...): event time of step k is "
+                        "k × this many ms (env GNNREC_TIME_STEP_MS); refused for files of real times")
     g.add_argument("--limit", type=int, default=_env_int("GNNREC_LIMIT"),
                    help="replay only the first N events in time order (env GNNREC_LIMIT; default: all)")
     g.add_argument("--systems", default=os.environ.get("GNNREC_SYSTEMS"),
@@ -70,9 +79,6 @@ def _stream_options(p, systems: tuple[str, ...]) -> None:
                         "default: the live engine's)")
 
 
-def _env_int(name: str) -> int | None:
-    value = os.environ.get(name)
-    return int(value) if value else None
 
 
 def _env_float(name: str) -> float | None:
@@ -149,6 +155,10 @@ def run_eval(args) -> int:
         return run_stream_eval(args)
     if not (args.model or args.baseline):
         args.eval_parser.error("one of --model, --baseline or --stream is required")
+    if args.file is not None:
+        args.eval_parser.error("--file replays your own file with --stream; offline models take a --dataset")
+    if args.dataset is None:
+        args.eval_parser.error(f"--dataset is required: one of {', '.join(DATASETS)}")
     if args.dataset not in DATASETS:
         args.eval_parser.error(f"--dataset {args.dataset!r}: choose one of {', '.join(DATASETS)} "
                                "(the stream datasets need --stream)")
@@ -175,7 +185,9 @@ def run_stream_eval(args) -> int:
     from models.recipes.stream_eval.prequential import PrequentialSettings
     from models.recipes.stream_eval.run import evaluate_stream
     from models.recipes.stream_eval.systems import BaselineSettings
-    if args.dataset not in STREAM_DATASETS:
+    if (args.dataset is None) == (args.file is None):
+        args.eval_parser.error(f"--stream needs one of --dataset ({', '.join(STREAM_DATASETS)}) or --file PATH")
+    if args.dataset is not None and args.dataset not in STREAM_DATASETS:
         args.eval_parser.error(f"--stream --dataset {args.dataset!r}: choose one of {', '.join(STREAM_DATASETS)}")
     if args.record is not None:
         # docs/results holds offline EvalReports that `gnnrec results` renders; a stream report is another shape.
@@ -187,7 +199,15 @@ def run_stream_eval(args) -> int:
                                                      ("retrain_every_ms", args.retrain_every_ms)) if value is not None}
         baseline = BaselineSettings() if args.half_life_hours is None else BaselineSettings(
             half_life_ms=_positive(args.half_life_hours, "--half-life-hours") * 3_600_000)
-        report = evaluate_stream(args.dataset, systems=systems, limit=args.limit, settings=settings,
+        source = args.dataset
+        if args.file is not None:
+            from models.recipes.stream_eval.datasets import load_file
+            from stream.formats import FormatError
+            try:
+                source = load_file(args.file, args.format, time_step_ms=args.time_step_ms)
+            except (FormatError, FileNotFoundError) as exc:
+                args.eval_parser.error(str(exc))
+        report = evaluate_stream(source, systems=systems, limit=args.limit, settings=settings,
                                  baseline=baseline, gnn_overrides=overrides, train_seed=getattr(args, "seed", None))
     except (ValueError, GNNUnavailableError) as exc:
         args.eval_parser.error(str(exc))

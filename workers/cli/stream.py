@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import time
 from pathlib import Path
 
@@ -22,6 +23,9 @@ def add_parsers(sub) -> None:
     src.add_argument("--simulate", type=int, metavar="N", help="N events from the built-in simulator")
     p.add_argument("--format", default=_env("GNNREC_FORMAT", None),
                    help="yoochoose|diginetica|movielens|ciao|lastfm (env GNNREC_FORMAT; default: detect)")
+    p.add_argument("--time-step-ms", type=int, default=int(_env("GNNREC_TIME_STEP_MS", 0)) or None,
+                   help="--file whose time column holds coarse steps (1, 2, ...): event time of step k is "
+                        "k × this many ms (env GNNREC_TIME_STEP_MS); refused for files of real times")
     p.add_argument("--rate", type=float, default=float(_env("GNNREC_RATE", 0)) or None,
                    help="target events/s (env GNNREC_RATE; default: as fast as possible)")
     p.add_argument("--limit", type=int, default=None, help="stop after N events (env GNNREC_LIMIT)")
@@ -59,7 +63,7 @@ async def _produce(args, settings: WorkerSettings) -> dict:
     await ensure_topics(bootstrap, settings.topics())
     if args.file is not None:
         from stream.formats import read_events
-        events = read_events(args.file, args.format, limit=args.limit)
+        events = read_events(args.file, args.format, limit=args.limit, time_step_ms=args.time_step_ms)
     else:
         from stream.simulator import Simulator, SimulatorSettings
         events = Simulator(SimulatorSettings(seed=args.seed)).events(
@@ -75,7 +79,12 @@ async def _produce(args, settings: WorkerSettings) -> dict:
 
 
 def run_produce(args) -> int:
-    print(json.dumps(asyncio.run(_produce(args, settings_from_args(WorkerSettings, args)))))
+    from stream.formats import FormatError
+    try:
+        print(json.dumps(asyncio.run(_produce(args, settings_from_args(WorkerSettings, args)))))
+    except (FormatError, FileNotFoundError) as exc:
+        print(f"gnnrec produce: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -1,10 +1,10 @@
 """Process-level settings that keep a worker's latency flat on a small shared machine.
 
-Two things measured on the 2-core CI machine with `gnnrec bench latency` (figures in the README):
+Two things measured on a 2-core machine with `gnnrec bench latency` (figures in docs/serving.md):
 
 * **Native BLAS threads.** numpy's OpenBLAS starts one thread per core and they spin after each
-  call; in the score worker (a small matrix product per batch) that doubled its CPU per event
-  (628 → 318 µs) and took cores from the broker and the other workers. Workers run their
+  call; in the score worker (a small matrix product per batch) that costs 628 µs of CPU per
+  event against 318 µs with one thread, and takes cores from the broker and the other workers. Workers run their
   numeric work on one thread each (torch is set to one thread where it is imported), so
   :func:`limit_native_threads` sets the usual environment switches *before* numpy loads. A
   value already in the environment wins.
@@ -15,11 +15,11 @@ Two things measured on the 2-core CI machine with `gnnrec bench latency` (figure
   collections only walk what is newer. Reference counting still frees frozen objects that are
   dropped; only *cycles* among frozen objects are never collected — the long-lived state has
   none that it drops, and the process memory gauge shows it if that ever changes.
-  Freezing once was not enough: everything a caught-up worker keeps (new sessions, edges,
-  metric children) piles up in the oldest generation, and each automatic full collection walks
-  all of it again — in a 100 s run at 2,000 events/s those pauses grew from ~20 to ~90 ms (max
-  116 ms). So the freezer also freezes right after every automatic full collection: what
-  survived one is long-lived, and the next walks only what came since (~1.5 s of it).
+  One freeze is not enough: everything a caught-up worker keeps (new sessions, edges, metric
+  children) piles up in the oldest generation, and each automatic full collection walks all of
+  it again (in a 100 s run at 2,000 events/s such pauses reach ~90 ms, max 116 ms). So the
+  freezer also freezes right after every automatic full collection: what survived one is
+  long-lived, and the next walks only what came since (~1.5 s of it; pauses stay at 10-14 ms).
 """
 from __future__ import annotations
 

@@ -67,7 +67,7 @@ def run_faust_worker(name: str, service: Service, settings: StoreBacked) -> None
                          settings.data_dir / "faust", partitions=settings.partitions)
     worker = Worker(app, service, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     # GNNREC_PROFILE=<file>: cProfile the whole worker and write the stats there on a clean stop
-    # (how the per-event costs quoted in the README were found).
+    # (how the per-event costs in docs/serving.md were found).
     profile_path = os.environ.get("GNNREC_PROFILE")
     profiler = cProfile.Profile() if profile_path else None
     try:

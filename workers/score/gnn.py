@@ -8,7 +8,7 @@
   (``read_changes``, from the store's change log), or every row (``read_all``) at the first
   poll, after a model swap and when it fell behind the kept log. A secondary only moves on
   catch-up, so each poll reads one consistent view. Reading every row at every refresh had
-  stalled the event loop 10–40 ms each second with only a few thousand rows;
+  stalled the event loop 10–70 ms each second with only a few thousand rows;
 * the **model dir** (``--model-dir``, written by `gnnrec worker train`): embedding versions are
   ``<model_version>/r<seq>/w<watermark_ms>``, so when the store starts carrying a new model's
   embeddings the follower loads that bundle, builds a new :class:`GnnScorer` *beside* the

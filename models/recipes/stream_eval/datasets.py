@@ -22,14 +22,18 @@ rating long, so nothing would be scored there, and we rename every session to th
 the user's whole history is the session, and a scored event is any rating after the user's
 first. The simulator's sessions are real, but its seasonal popularity only moves the *first*
 item of a session, and a first click is never scored inside its own session; keying sessions
-by user scores those clicks too. Until the eighth session the later clicks walked one fixed
-Markov chain, so most scored clicks never drifted and decay could only lose counts; the
-scenario now also turns each item's successors over to a second, seasonal set as the season
-advances (``chain_drift``; none at the stream's start, all of them mid-season), which is the
-drift a decaying graph is for.
+by user scores those clicks too. The scenario also turns each item's successors over to a
+second, seasonal set as the season advances (``chain_drift``; none at the stream's start, all
+of them mid-season): with one fixed Markov chain most scored clicks would never drift and decay
+could only lose counts, while this is the drift a decaying graph is for.
 
 ``limit`` keeps the first ``limit`` events in time order (after merging files), so a limited
 stream is a prefix of the full one.
+
+A user's own file (:func:`load_file`, ``gnnrec eval --stream --file PATH``) is read by
+:func:`stream.formats.read_events` in any supported format and treated like the built-in
+dataset of its format: formats that carry sessions keep them, the others key sessions by user,
+and a file with follows asks for social recommendations.
 """
 from __future__ import annotations
 
@@ -61,7 +65,7 @@ class SimDriftSettings:
         drift_strength: seasonal amplitude in [0, 1]; 1 lets a category's popularity swing
             from 0 to twice its mean.
         chain_drift: peak share of walk steps that take the items' seasonal successors
-            (:class:`stream.simulator.SimulatorSettings`); 0 gives the scenario of sessions 1-7.
+            (:class:`stream.simulator.SimulatorSettings`); 0 keeps one fixed chain.
         seasons_per_stream: how many seasonal periods the stream covers; 1 means the
             categories that lead at the start are at their trough mid-stream.
         seed: simulator seed.
@@ -145,6 +149,24 @@ _READERS: dict[str, tuple[Callable[[Path], list[Event]], Task, Literal["dataset"
 }
 if set(DATASETS) != {*_READERS, "sim-drift"}:
     raise ImportError("models.recipes.stream_eval.names.DATASETS and the readers here disagree")
+
+
+#: Formats whose files carry real sessions (the others are keyed by user, as above).
+SESSION_FORMATS = ("yoochoose", "diginetica")
+
+
+def load_file(path: Path, fmt: str | None = None, *, limit: int | None = None,
+              time_step_ms: int | None = None) -> StreamDataset:
+    """The first ``limit`` events of a user's file (format ``fmt``, or detected), as a stream."""
+    if limit is not None and limit < 0:
+        raise ValueError(f"limit must be >= 0 or None, got {limit}")
+    reader = read_events(Path(path), fmt, limit=limit, time_step_ms=time_step_ms)
+    events = list(reader)
+    key: Literal["dataset", "user"] = "dataset" if reader.stats.fmt in SESSION_FORMATS else "user"
+    if key == "user":
+        events = _by_user(events)
+    task: Task = "social" if any(isinstance(e, Follow) for e in events) else "next_item"
+    return StreamDataset(f"{Path(path).name} ({reader.stats.fmt})", events, task, key)
 
 
 def load_dataset(name: str, *, data_dir: Path | None = None, limit: int | None = None,

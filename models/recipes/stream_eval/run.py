@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import replace
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -44,12 +45,14 @@ def build_systems(names: Sequence[str], dataset: StreamDataset, baseline: Baseli
             else build_baseline(n, baseline) for n in names]
 
 
-def evaluate_stream(name: str, *, systems: Sequence[str] | None = None, limit: int | None = None,
+def evaluate_stream(name: str | StreamDataset, *, systems: Sequence[str] | None = None, limit: int | None = None,
                     data_dir: Path | None = None, settings: PrequentialSettings = PrequentialSettings(),
                     baseline: BaselineSettings = BaselineSettings(),
                     gnn_overrides: Mapping[str, int] | None = None, train_seed: int | None = None,
                     timer: Callable[[], float] = time.perf_counter) -> dict[str, Any]:
-    """Load ``name``, replay it through ``systems`` (default :func:`default_systems`), report.
+    """Load ``name`` (or take a loaded dataset, e.g. a user's file from
+    :func:`~models.recipes.stream_eval.datasets.load_file`), replay it through ``systems``
+    (default :func:`default_systems`), report.
 
     ``gnn_overrides`` replace ``LiveSettings`` fields of the GNN systems (e.g.
     ``{"retrain_every_ms": 86_400_000}``). The report: ``dataset``, ``task``, ``events``, ``warmup_events``, ``scored``, ``k``,
@@ -57,7 +60,10 @@ def evaluate_stream(name: str, *, systems: Sequence[str] | None = None, limit: i
     ``train_seed`` seeds the GNN systems' training (default: ``LiveTrainConfig``'s), so a gap
     between systems can be told from the luck of one initialisation.
     """
-    dataset = load_dataset(name, data_dir=data_dir, limit=limit)
+    if isinstance(name, StreamDataset):
+        dataset = name if limit is None else replace(name, events=name.events[:limit])
+    else:
+        dataset = load_dataset(name, data_dir=data_dir, limit=limit)
     names = list(systems) if systems else default_systems(dataset)
     schedule = {**gnn_schedule(dataset.events, settings.warmup_fraction), **dict(gnn_overrides or {})}
     built = build_systems(names, dataset, baseline, schedule, train_seed=train_seed)
@@ -67,7 +73,7 @@ def evaluate_stream(name: str, *, systems: Sequence[str] | None = None, limit: i
         stats = getattr(system, "stats", None)
         if callable(stats):  # the GNN systems explain their scores (fallbacks, refreshes)
             systems_out[system.name]["engine"] = stats()
-    return {"dataset": name, "task": dataset.task, "session_key": dataset.session_key,
+    return {"dataset": dataset.name, "task": dataset.task, "session_key": dataset.session_key,
             "events": result.events, "warmup_events": result.warmup_events, "scored": result.scored,
             "k": settings.k, "learn_every": settings.learn_every, "half_life_ms": baseline.half_life_ms,
             **({"gnn_schedule": schedule} if any(n in GNN_SYSTEMS for n in names) else {}),

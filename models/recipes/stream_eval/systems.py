@@ -11,8 +11,9 @@ worker serves (:mod:`models.live.baselines`), with the same trending backfill:
   ``popularity_no_decay`` counts all-time popularity instead (the drift check: under
   seasonal drift the decayed count should win).
 
-Trending. The score worker recomputes the trending list on a wall-clock timer; here it is
-recomputed after every ``trending_refresh_events`` learned events instead, so a replay is
+Trending. The score worker recomputes the trending list by event time (every
+``trending_refresh_s`` of it, and at least ``trending_refresh_events`` fallback answers apart);
+here it is recomputed after every ``trending_refresh_events`` learned events, so a replay is
 deterministic. Decay alone never reorders trending items — every weight is multiplied by the
 same 2^(−Δt/half-life) — so only new events can change the list, and counting events loses
 nothing but the changes of the last few events.

@@ -279,13 +279,66 @@ def test_cli_prints_the_stream_report(shared_data, capsys, monkeypatch) -> None:
     args = argparse.Namespace(stream=True, dataset="diginetica-sample", systems="transitions,popularity",
                               limit=3000, warmup=0.5, learn_every=1, k=20, json=True, record=None,
                               refresh_every_ms=None, retrain_every_ms=None, half_life_hours=None,
-                              model=None, baseline=None, eval_parser=argparse.ArgumentParser())
+                              model=None, baseline=None, file=None, format=None, time_step_ms=None,
+                              eval_parser=argparse.ArgumentParser())
     assert run_eval(args) == 0
     out = json.loads(capsys.readouterr().out)
     assert out["dataset"] == "diginetica-sample" and out["events"] == 3000
     assert set(out["systems"]) == {"transitions", "popularity"}
     assert set(out["systems"]["transitions"]) == {"hr@20", "mrr@20", "scored", "seconds"}
     assert out["command"].startswith("gnnrec ")
+
+
+def _eval_json(capsys, *argv: str) -> dict:
+    from workers.cli.models import main
+    assert main(["eval", "--stream", *argv, "--json"]) == 0
+    return json.loads(capsys.readouterr().out)
+
+
+def _without_seconds(systems: dict) -> dict:
+    return {name: {k: v for k, v in m.items() if k != "seconds"} for name, m in systems.items()}
+
+
+def test_a_users_file_replays_as_the_built_in_dataset_of_its_format(shared_data, capsys, monkeypatch) -> None:
+    """Oracle: the built-in ``movielens-small`` is the same file through the same reader."""
+    monkeypatch.setenv("GNNREC_SHARED_DATA", str(shared_data))
+    common = ("--limit", "4000", "--systems", "transitions,popularity")
+    built_in = _eval_json(capsys, "--dataset", "movielens-small", *common)
+    own = _eval_json(capsys, "--file", str(shared_data / "movielens" / "ml-latest-small.zip"), *common)
+    assert own["dataset"] == "ml-latest-small.zip (movielens)"
+    assert (own["task"], own["session_key"], own["events"], own["scored"]) == (
+        built_in["task"], built_in["session_key"], built_in["events"], built_in["scored"])
+    assert _without_seconds(own["systems"]) == _without_seconds(built_in["systems"])
+
+
+def test_a_file_with_sessions_keeps_them_and_one_with_follows_asks_for_social(tmp_path, capsys) -> None:
+    clicks = tmp_path / "clicks.tsv"
+    rows = [f"{s}\t{100 + (s * 7 + k) % 40}\t{1_600_000_000 + 60 * s + k}" for s in range(300) for k in range(4)]
+    clicks.write_text("SessionId\tItemId\tTime\n" + "\n".join(rows) + "\n")
+    report = _eval_json(capsys, "--file", str(clicks), "--systems", "transitions")
+    assert (report["dataset"], report["task"], report["session_key"]) == ("clicks.tsv (yoochoose)", "next_item",
+                                                                          "dataset")
+    assert report["events"] == 1200 and report["systems"]["transitions"]["scored"] > 0
+    import numpy as np
+    import scipy.io
+    rating = np.array([[u, 10 + (u + k) % 9, 1, 4, 5, 1 + k // 2] for u in range(1, 40) for k in range(6)])
+    scipy.io.savemat(tmp_path / "x_rating.mat", {"rating": rating})
+    scipy.io.savemat(tmp_path / "x_trust.mat", {"trust": np.array([[u, u % 39 + 1, 1] for u in range(1, 40)])})
+    from workers.cli.models import main
+    with pytest.raises(SystemExit):
+        main(["eval", "--stream", "--file", str(tmp_path / "x_rating.mat"), "--systems", "followee"])
+    assert "--time-step-ms" in capsys.readouterr().err
+    social = _eval_json(capsys, "--file", str(tmp_path / "x_rating.mat"), "--time-step-ms", "86400000",
+                        "--systems", "followee,popularity")
+    assert (social["task"], social["session_key"], social["events"]) == ("social", "user", 39 * 6 + 39)
+
+
+def test_stream_needs_exactly_one_source(capsys) -> None:
+    from workers.cli.models import main
+    for argv in (["eval", "--stream"], ["eval", "--stream", "--dataset", "ciao", "--file", "x.csv"]):
+        with pytest.raises(SystemExit):
+            main(argv)
+        assert "--stream needs one of --dataset" in capsys.readouterr().err
 
 
 def test_sim_drift_rewards_decayed_popularity() -> None:

@@ -73,19 +73,67 @@ def test_movielens_ratings_become_weighted_clicks_with_day_sessions(tmp_path: Pa
 
 
 def test_ciao_trust_follows_land_at_the_first_rating_of_their_source(tmp_path: Path) -> None:
-    rating = np.array([[1, 100, 3, 4, 5, 2_000], [2, 101, 3, 5, 5, 1_000], [1, 102, 3, 2, 5, 1_500]])
+    t0 = 1_000_000_000  # Unix seconds (2001)
+    rating = np.array([[1, 100, 3, 4, 5, t0 + 2_000], [2, 101, 3, 5, 5, t0 + 1_000], [1, 102, 3, 2, 5, t0 + 1_500]])
     scipy.io.savemat(tmp_path / "toy_rating.mat", {"rating": rating})
     scipy.io.savemat(tmp_path / "toy_trust.mat", {"trust": np.array([[1, 2], [9, 1]])})
     reader = read_events(tmp_path / "toy_rating.mat")
     events = list(reader)
+    ms = 1000 * t0
     assert events == [
-        Follow("9", "1", 1_000_000, "follow"),  # user 9 never rated: dataset start
-        Interaction("2", "101", "2@1970-01-01", 1_000_000, "click", 5.0),
-        Follow("1", "2", 1_500_000, "follow"),
-        Interaction("1", "102", "1@1970-01-01", 1_500_000, "click", 2.0),
-        Interaction("1", "100", "1@1970-01-01", 2_000_000, "click", 4.0),
+        Follow("9", "1", ms + 1_000_000, "follow"),  # user 9 never rated: dataset start
+        Interaction("2", "101", "2@2001-09-09", ms + 1_000_000, "click", 5.0),
+        Follow("1", "2", ms + 1_500_000, "follow"),
+        Interaction("1", "102", "1@2001-09-09", ms + 1_500_000, "click", 2.0),
+        Interaction("1", "100", "1@2001-09-09", ms + 2_000_000, "click", 4.0),
     ]
     assert (reader.stats.rows, reader.stats.follows, reader.stats.yielded) == (3, 2, 5)
+    assert reader.stats.follow_times == "first_interaction"
+
+
+def _coarse_ciao(folder: Path) -> None:
+    """Ratings in three coarse steps, trust dated in steps too (the third column)."""
+    rating = np.array([[u, 100 + u * 10 + k, 1, 4, 5, step] for step in (1, 2, 3) for u in (1, 2, 3, 4)
+                       for k in range(2)])
+    trust = np.array([[1, 2, 1], [2, 3, 1], [3, 4, 2], [4, 1, 3]])
+    scipy.io.savemat(folder / "epinion_rating_with_timestamp.mat", {"rating": rating})
+    scipy.io.savemat(folder / "epinion_trust_with_timestamp.mat", {"trust": trust})
+
+
+def test_ciao_coarse_time_steps_are_refused_with_the_option_that_maps_them(tmp_path: Path) -> None:
+    _coarse_ciao(tmp_path)
+    with pytest.raises(FormatError, match=r"3 distinct values from 1 to 3: coarse time steps.*--time-step-ms"):
+        read_events(tmp_path / "epinion_rating_with_timestamp.mat")
+    day = 86_400_000
+    reader = read_events(tmp_path / "epinion_rating_with_timestamp.mat", time_step_ms=day)
+    events = list(reader)
+    assert {e.ts for e in events} == {day, 2 * day, 3 * day}
+    assert reader.stats.time_steps == 3 and reader.stats.follow_times == "own"
+    follows = [e for e in events if isinstance(e, Follow)]
+    assert [(f.src_user, f.dst_user, f.ts) for f in follows] == [("1", "2", day), ("2", "3", day),
+                                                                 ("3", "4", 2 * day), ("4", "1", 3 * day)]
+    assert [e.ts for e in events] == sorted(e.ts for e in events)
+
+
+def test_ciao_follows_dated_by_the_file_interleave_so_a_prefix_holds_both_kinds(tmp_path: Path) -> None:
+    _coarse_ciao(tmp_path)
+    path = tmp_path / "epinion_rating_with_timestamp.mat"
+    step1 = list(read_events(path, time_step_ms=1000, limit=10))  # step 1: 8 ratings, 2 follows
+    assert sum(isinstance(e, Follow) for e in step1) == 2
+    first_half = step1[:5]
+    assert any(isinstance(e, Follow) for e in first_half) and any(isinstance(e, Interaction) for e in first_half)
+    ratings = [(e.user_id, e.item_id) for e in step1 if isinstance(e, Interaction)]
+    assert ratings == [(str(u), str(100 + u * 10 + k)) for u in (1, 2, 3, 4) for k in range(2)]  # file order kept
+
+
+def test_a_time_step_for_real_times_is_refused(tmp_path: Path) -> None:
+    rating = np.array([[1, 100, 3, 4, 5, 1_300_000_000]])
+    scipy.io.savemat(tmp_path / "x_rating.mat", {"rating": rating})
+    with pytest.raises(FormatError, match="holds Unix seconds"):
+        read_events(tmp_path / "x_rating.mat", time_step_ms=1000)
+    f = _write(tmp_path / "ratings.csv", "userId,movieId,rating,timestamp\n1,31,2.5,1260759144\n")
+    with pytest.raises(ValueError, match="movielens files carry real times"):
+        read_events(f, time_step_ms=1000)
 
 
 def test_lastfm_merges_tags_drops_pre_epoch_dates_and_counts_them(tmp_path: Path) -> None:
@@ -285,3 +333,35 @@ def test_formats_constant_matches_readers() -> None:
     from stream.formats import readers as format_readers
     assert set(format_readers.READERS) == set(FORMATS)
     assert formats.FormatError is format_parsing.FormatError and formats.ReadStats is format_parsing.ReadStats
+
+
+@pytest.mark.data
+def test_shared_ciao_published_in_coarse_steps_is_never_read_as_seconds(shared_data: Path, tmp_path: Path) -> None:
+    """The real Ciao ratings rewritten in the layout's coarse form: time as 11 steps (equal-count
+    bins of the real times) and trust dated by step (its source's first rating)."""
+    rating = scipy.io.loadmat(shared_data / "ciao_epinions/ciao_rating_with_timestamp.mat")["rating"].astype(np.int64)
+    trust = scipy.io.loadmat(shared_data / "ciao_epinions/ciao_trust.mat")["trust"].astype(np.int64)
+    edges = np.quantile(rating[:, 5], np.linspace(0, 1, 12)[1:-1])
+    rating[:, 5] = 1 + np.searchsorted(edges, rating[:, 5], side="right")
+    first_step = {}
+    for user, step in zip(rating[:, 0].tolist(), rating[:, 5].tolist()):
+        first_step[user] = min(step, first_step.get(user, step))
+    dated = np.column_stack([trust[:, :2], [first_step.get(s, 1) for s in trust[:, 0].tolist()]])
+    scipy.io.savemat(tmp_path / "ciao_rating_with_timestamp.mat", {"rating": rating})
+    scipy.io.savemat(tmp_path / "ciao_trust_with_timestamp.mat", {"trust": dated})
+    path = tmp_path / "ciao_rating_with_timestamp.mat"
+    with pytest.raises(FormatError, match="11 distinct values from 1 to 11: coarse time steps"):
+        read_events(path)
+    month = 30 * DAY
+    reader = read_events(path, time_step_ms=month)
+    events = list(reader)
+    assert reader.stats.time_steps == 11 and len(events) == 284_086 + 57_544
+    assert {e.ts for e in events} == {k * month for k in range(1, 12)}
+    assert [e.ts for e in events] == sorted(e.ts for e in events)
+    prefix = events[:20_000]
+    kinds = {type(e) for e in prefix}
+    assert kinds == {Interaction, Follow}
+    # In proportion: the share of follows in the prefix is that of its step.
+    step1 = [e for e in events if e.ts == month]
+    share = sum(isinstance(e, Follow) for e in step1) / len(step1)
+    assert abs(sum(isinstance(e, Follow) for e in prefix) / len(prefix) - share) < 0.01
