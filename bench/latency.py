@@ -1,7 +1,7 @@
 """`gnnrec bench latency --json`: event → recommendation latency of the GNN score worker.
 
-On the embedded Tansu broker (or ``KAFKA_BOOTSTRAP_SERVERS``, or with ``--broker apache`` a
-single-node Apache Kafka started for the run): produce ``--warm-events``
+On ``KAFKA_BOOTSTRAP_SERVERS`` or the embedded default broker (``--broker apache`` or
+``tansu`` starts that one for the run, whatever the environment says): produce ``--warm-events``
 simulator events as history, train one bundle in-process on that history and publish it to a
 model dir, start `gnnrec worker refresh` (writes embeddings) and `gnnrec worker score`
 (``--recommender gnn``) as subprocesses, wait until the score worker has replayed the history
@@ -59,11 +59,10 @@ def add_arguments(b) -> None:
                         "(env GNNREC_BENCH_PRODUCER_LINGER_MS)")
     b.add_argument("--lightgcn-epochs", type=int, default=10)
     b.add_argument("--seed", type=int, default=7)
-    b.add_argument("--broker", choices=["embedded", "apache"],
+    b.add_argument("--broker", choices=["embedded", "apache", "tansu"],
                    default=os.environ.get("GNNREC_BENCH_BROKER", "embedded"),
-                   help="embedded: $KAFKA_BOOTSTRAP_SERVERS if set, else the embedded Tansu; apache: start a "
-                        "single-node Apache Kafka (KRaft, jars from Maven Central, cached) for this run, "
-                        "to tell the system's own latency from Tansu's (env GNNREC_BENCH_BROKER)")
+                   help="embedded: $KAFKA_BOOTSTRAP_SERVERS if set, else the embedded default (Apache Kafka, KRaft); "
+                        "apache / tansu: start that broker for this run (env GNNREC_BENCH_BROKER)")
     b.add_argument("--window-s", type=float, default=10.0,
                    help="p99_ms_by_window: p99 of the measured events in consecutive windows of this "
                         "many seconds of event time (shows whether latency drifts during a run)")
@@ -299,10 +298,9 @@ async def _bench(args, bootstrap: str, workdir: Path, broker_pid: int | None = N
 
 
 def _broker(kind: str, workdir: Path):
-    from stream.brokers import broker_from_env_or_embedded
-    if kind == "apache":
-        from stream.brokers.apache import start_apache_kafka
-        return start_apache_kafka(log_path=workdir / "kafka.log")
+    from stream.brokers import broker_from_env_or_embedded, start_embedded
+    if kind in ("apache", "tansu"):
+        return start_embedded(workdir, kind=kind)
     return broker_from_env_or_embedded(log_dir=workdir)
 
 
@@ -311,6 +309,6 @@ def run(args) -> int:
     workdir.mkdir(parents=True, exist_ok=True)
     with _broker(args.broker, workdir) as broker:
         result = asyncio.run(_bench(args, broker.bootstrap, workdir, broker.pid))
-    result["broker"] = {"tansu": "embedded-tansu", "apache": "apache-kafka"}.get(broker.name, broker.bootstrap)
+    result["broker"] = {"tansu": "tansu", "apache": "apache-kafka"}.get(broker.name, broker.bootstrap)
     print(json.dumps(result) if args.json else json.dumps(result, indent=2))
     return 0

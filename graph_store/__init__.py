@@ -6,8 +6,15 @@ indexes ``iu``/``ii_rev``/``uu_rev``), item popularity and session state; the co
 offsets, the event-time watermark and the set of dirty nodes, all written in one atomic commit
 per batch. One contract (:class:`GraphStore`) has two backends: :class:`MemoryGraphStore` and
 :class:`RocksDBGraphStore`. Weights decay in event time (:mod:`graph_store.decay`), so nothing
-here reads a clock. It does not consume Kafka, validate wire schemas or train models: callers
-hand it duck-typed events and take neighbours, counts or a ``HeteroData`` snapshot back.
+here reads a clock. Callers hand it duck-typed events and take neighbours, counts or a
+``HeteroData`` snapshot back; it never connects to Kafka and trains no model.
+
+The one exception to "events in" is the ingest store's native kernel (``graph_store/native/``,
+Rust, behind :class:`graph_store.rocksdb.native.NativeRocksDBGraphStore`): for speed it takes
+bytes, not events. It parses Kafka's v2 record-batch format (a partition's fetched batches,
+handed over whole by :mod:`stream.kafka.chunks`; CRC-32C checked) and the v1 wire JSON of
+interactions (a strict subset: what it is not sure of goes back to :mod:`stream.events` to be
+decoded or dead-lettered). Nothing in the Python package imports :mod:`stream`.
 """
 from graph_store.base import GraphStore
 from graph_store.decay import add_decayed, decay, decayed_at

@@ -216,7 +216,7 @@ def _status_line(state: dict, col: Collector, ingest: WorkerProcess, score: Work
             f"social {col.counts['social']:>7}  dead-letters {col.dead_letters:>4}  {lat}{gnn}")
 
 
-async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
+async def _run(args, bootstrap: str, embedded: bool, workdir: Path, broker_name: str = "") -> dict:
     from stream.kafka.topics import ensure_topics
     settings = WorkerSettings(bootstrap_servers=bootstrap)
     await ensure_topics(bootstrap, settings.topics())
@@ -308,7 +308,7 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path) -> dict:
         # Above the last bucket (a file replayed faster than its own time passes) is reported as None.
         "staleness_p50_s": _finite(histogram_quantile(score_samples, "gnnrec_embedding_staleness_seconds", 0.5)),
         "metrics": {name: w.metrics_url for name, w in workers.items()},
-        "broker": "embedded-tansu" if embedded else bootstrap,
+        "broker": f"embedded-{broker_name}" if embedded else bootstrap,
         "workdir": str(workdir),
     }
 
@@ -330,7 +330,7 @@ def run(args) -> int:
         if not args.json:
             print(f"broker: {broker.name} at {broker.bootstrap}", flush=True)
         try:
-            summary = asyncio.run(_run(args, broker.bootstrap, embedded, workdir))
+            summary = asyncio.run(_run(args, broker.bootstrap, embedded, workdir, broker.name))
         except KeyboardInterrupt:
             print("interrupted", file=sys.stderr)
             return 130

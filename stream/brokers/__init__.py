@@ -1,10 +1,12 @@
 """Kafka-compatible brokers for development, tests and benchmarks.
 
-``start_tansu`` (embedded, milliseconds to start, in-memory) is the default;
-``start_apache_kafka`` resolves Apache Kafka 4.x from Maven Central and runs a single-node KRaft
-broker (compaction, transactions and correct end offsets); ``start_testcontainers_kafka`` needs a
-Docker engine; ``broker_from_env_or_embedded`` honours ``KAFKA_BOOTSTRAP_SERVERS``. Each returns a
-:class:`BrokerHandle` whose ``stop()`` leaves no process behind.
+``start_apache_kafka`` fetches Apache Kafka 4.x from Maven Central (a pinned jar list) and runs
+a single-node KRaft broker: the embedded default (compaction, transactions, correct end
+offsets, every client). ``start_tansu`` runs the Tansu binary (milliseconds to start, in
+memory; ``GNNREC_EMBEDDED_BROKER=tansu``); ``start_testcontainers_kafka`` needs a Docker engine;
+``start_embedded`` starts the default and ``broker_from_env_or_embedded`` honours
+``KAFKA_BOOTSTRAP_SERVERS``. Each returns a :class:`BrokerHandle` whose ``stop()`` leaves no
+process behind.
 
 Names are imported lazily so ``python -m stream.brokers.apache`` runs its module only once.
 """
@@ -17,11 +19,14 @@ _EXPORTS = {
     "BrokerHandle": "stream.brokers.base",
     "BrokerUnavailable": "stream.brokers.base",
     "DEFAULT_KAFKA_VERSION": "stream.brokers.apache",
-    "kafka_cache_dir": "stream.brokers.apache",
-    "resolve_kafka": "stream.brokers.apache",
+    "kafka_cache_dir": "stream.brokers.jars",
+    "resolve_kafka": "stream.brokers.jars",
     "start_apache_kafka": "stream.brokers.apache",
     "start_testcontainers_kafka": "stream.brokers.containers",
     "broker_from_env_or_embedded": "stream.brokers.env",
+    "embedded_kind": "stream.brokers.env",
+    "start_embedded": "stream.brokers.env",
+    "find_java": "stream.brokers.java",
     "start_tansu": "stream.brokers.tansu",
     "tansu_binary": "stream.brokers.tansu",
 }

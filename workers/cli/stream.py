@@ -51,7 +51,8 @@ def add_parsers(sub) -> None:
     add_settings_arguments(p, WorkerSettings)
     p.set_defaults(handler=run_topics)
 
-    p = sub.add_parser("broker", help="run the embedded broker until Ctrl-C")
+    p = sub.add_parser("broker", help="run the embedded broker until Ctrl-C (Apache Kafka in KRaft mode; "
+                                      "GNNREC_EMBEDDED_BROKER=tansu for Tansu)")
     p.add_argument("--port", type=int, default=int(_env("GNNREC_BROKER_PORT", 0)) or None)
     p.set_defaults(handler=run_broker)
 
@@ -107,9 +108,9 @@ def run_topics(args) -> int:
 
 
 def run_broker(args) -> int:
-    from stream.brokers import start_tansu
-    handle = start_tansu(port=args.port)
-    print(f"embedded Tansu broker at {handle.bootstrap} (export KAFKA_BOOTSTRAP_SERVERS={handle.bootstrap}); "
+    from stream.brokers import start_embedded
+    handle = start_embedded(port=args.port)
+    print(f"embedded {handle.name} broker at {handle.bootstrap} (export KAFKA_BOOTSTRAP_SERVERS={handle.bootstrap}); "
           "Ctrl-C stops it", flush=True)
     try:
         while True:

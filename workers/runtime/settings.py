@@ -26,7 +26,7 @@ class WorkerSettings(BaseSettings):
     bootstrap_servers: str | None = Field(
         default=None,
         validation_alias=AliasChoices("bootstrap_servers", "KAFKA_BOOTSTRAP_SERVERS", "GNNREC_BOOTSTRAP_SERVERS"),
-        description="Kafka bootstrap servers; unset means: start the embedded Tansu broker",
+        description="Kafka bootstrap servers (`gnnrec demo` and `gnnrec broker` start an embedded one when unset)",
     )
     interactions_topic: str = "interactions"
     follows_topic: str = "follows"
