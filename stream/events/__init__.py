@@ -16,6 +16,7 @@ from stream.events.codec import (
     RECOMMENDATION_KINDS,
     SCHEMA_VERSION,
     DeadLetter,
+    EventSource,
     EventValidationError,
     Follow,
     Interaction,
@@ -33,7 +34,7 @@ from stream.events.codec import (
 
 __all__ = [
     "DEFAULT_LIMITS", "FOLLOW_OPS", "INTERACTION_KINDS", "REASONS", "RECOMMENDATION_KINDS", "SCHEMA_VERSION",
-    "DeadLetter", "EventValidationError", "Follow", "Interaction", "Invalid", "Recommendation", "ScoredItem",
+    "DeadLetter", "EventSource", "EventValidationError", "Follow", "Interaction", "Invalid", "Recommendation", "ScoredItem",
     "ValidationLimits", "decode_dead_letter", "decode_follow", "decode_interaction", "decode_recommendation",
     "encode", "encode_recommendation_items",
 ]

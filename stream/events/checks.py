@@ -105,6 +105,20 @@ def check_recommendation(f: dict[str, Any], max_id_len: int) -> Invalid | None:
             or check_opt_id("embedding_version", f["embedding_version"], max_id_len))
 
 
+def check_source(source: Any, max_id_len: int) -> Invalid | None:
+    """A recommendation's optional ``source``: ``{"topic", "partition", "offset"}`` or absent."""
+    if source is None:
+        return None
+    if type(source) is not dict:
+        return Invalid("wrong_type", f"source must be an object, got {json_type(source)}")
+    try:
+        topic, partition, offset = source["topic"], source["partition"], source["offset"]
+    except KeyError as exc:
+        return Invalid("missing_field", f"required field 'source.{exc.args[0]}' is absent")
+    return (check_id("source.topic", topic, max_id_len) or check_count("source.partition", partition)
+            or check_count("source.offset", offset))
+
+
 def check_dead_letter(f: dict[str, Any], max_id_len: int) -> Invalid | None:
     detail = f["detail"]
     return (check_id("reason", f["reason"], max_id_len)

@@ -44,6 +44,7 @@ from stream.events.checks import (
     check_interaction,
     check_number,
     check_recommendation,
+    check_source,
     json_type,
 )
 from stream.events.records import (
@@ -54,6 +55,7 @@ from stream.events.records import (
     RECOMMENDATION_KINDS,
     SCHEMA_VERSION,
     DeadLetter,
+    EventSource,
     EventValidationError,
     Follow,
     Interaction,
@@ -65,7 +67,7 @@ from stream.events.records import (
 
 __all__ = [
     "DEFAULT_LIMITS", "FOLLOW_OPS", "INTERACTION_KINDS", "REASONS", "RECOMMENDATION_KINDS", "SCHEMA_VERSION",
-    "DeadLetter", "EventValidationError", "Follow", "Interaction", "Invalid", "Recommendation", "ScoredItem",
+    "DeadLetter", "EventSource", "EventValidationError", "Follow", "Interaction", "Invalid", "Recommendation", "ScoredItem",
     "ValidationLimits", "decode_dead_letter", "decode_follow", "decode_interaction", "decode_recommendation",
     "encode", "encode_recommendation_items",
 ]
@@ -110,24 +112,33 @@ def _encode_recommendation(o: Recommendation) -> bytes:
     if o.embedding_version is None:
         del fields["embedding_version"]
     items = [{"item_id": it.item_id, "score": it.score} for it in o.items]
+    if o.source is not None:
+        src = o.source
+        _raise_if("Recommendation", check_source({"topic": src.topic, "partition": src.partition,
+                                                  "offset": src.offset}, DEFAULT_LIMITS.max_id_len))
+        fields["source"] = {"topic": src.topic, "partition": src.partition, "offset": src.offset}
     return orjson.dumps({"v": SCHEMA_VERSION, **fields, "items": items})
 
 
 def encode_recommendation_items(*, user_id: str, session_id: str | None, kind: str,
                                 items: Sequence[tuple[str, float]], model_version: str, event_ts: int,
-                                emitted_ts: int, embedding_version: str | None = None) -> bytes:
+                                emitted_ts: int, embedding_version: str | None = None,
+                                source: tuple[str, int, int] | None = None) -> bytes:
     """The wire form of a :class:`Recommendation` straight from ``(item_id, score)`` pairs.
 
     For the score worker's hot path: the header fields are checked as :func:`encode` checks
     them, the items are not — they are ids the store accepted from validated events and
     scores the worker computed — which saves building and checking ~20 objects per record.
-    Same bytes as ``encode(Recommendation(...))`` for the same values.
+    Same bytes as ``encode(Recommendation(...))`` for the same values; ``source`` is the
+    answered event's ``(topic, partition, offset)``, as the worker read it from Kafka.
     """
     fields = {"user_id": user_id, "session_id": session_id, "kind": kind, "model_version": model_version,
               "event_ts": event_ts, "emitted_ts": emitted_ts, "embedding_version": embedding_version}
     _raise_if("Recommendation", check_recommendation(fields, DEFAULT_LIMITS.max_id_len))
     if embedding_version is None:
         del fields["embedding_version"]
+    if source is not None:
+        fields["source"] = {"topic": source[0], "partition": source[1], "offset": source[2]}
     return orjson.dumps({"v": SCHEMA_VERSION, **fields,
                          "items": [{"item_id": i, "score": float(sc)} for i, sc in items]})
 
@@ -242,9 +253,10 @@ def decode_recommendation(raw: bytes, *, max_id_len: int = DEFAULT_LIMITS.max_id
     except KeyError as exc:
         return _missing(exc)
     fields["embedding_version"] = obj.get("embedding_version")
-    bad = check_recommendation(fields, max_id_len)
+    bad = check_recommendation(fields, max_id_len) or check_source(obj.get("source"), max_id_len)
     if bad is not None:
         return bad
+    source = obj.get("source")
     raw_items = fields["items"]
     if type(raw_items) is not list:
         return Invalid("wrong_type", f"items must be an array, got {json_type(raw_items)}")
@@ -262,6 +274,8 @@ def decode_recommendation(raw: bytes, *, max_id_len: int = DEFAULT_LIMITS.max_id
             return bad
         items.append(ScoredItem(item_id, float(score)))
     fields["items"] = tuple(items)
+    if source is not None:
+        fields["source"] = EventSource(source["topic"], source["partition"], source["offset"])
     return Recommendation(**fields)
 
 

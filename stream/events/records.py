@@ -86,6 +86,16 @@ class ScoredItem:
 
 
 @dataclass(frozen=True, slots=True)
+class EventSource:
+    """Where the event a recommendation answers sits in Kafka: a consumer deduplicates on it
+    (with the kind) after a scorer restart answered some events twice."""
+
+    topic: str
+    partition: int
+    offset: int
+
+
+@dataclass(frozen=True, slots=True)
 class Recommendation:
     user_id: str
     session_id: str | None
@@ -95,6 +105,7 @@ class Recommendation:
     event_ts: int
     emitted_ts: int
     embedding_version: str | None = None
+    source: EventSource | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,23 +10,28 @@ the store's effect exactly-once without Kafka transactions (Tansu has none).
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import time
 from collections.abc import Callable
 
 from aiokafka import AIOKafkaProducer
+from aiokafka.errors import CorruptRecordException, MessageSizeTooLargeError, RecordTooLargeError
 
 from graph_store import GraphStore
 from graph_store.batch import MAX_ID_CHARS
-from stream.events import INTERACTION_KINDS, SCHEMA_VERSION, encode
+from stream.events import INTERACTION_KINDS, SCHEMA_VERSION, DeadLetter, encode
 from workers.runtime import metrics as m
-from workers.runtime.decode import IngestCore, PreparedBatch, store_trusts_decoder
+from workers.runtime.decode import IngestCore, PreparedBatch, minimal_dead_letter, store_trusts_decoder
 from stream.kafka.batch_consumer import TP, BatchConsumer
 from workers.runtime.process_tuning import HeapFreezer
 from workers.runtime.settings import IngestSettings
 
 log = logging.getLogger(__name__)
+
+# Errors that concern one produced record (too large for the client or the topic, refused as
+# invalid), not the connection: retrying cannot help, so the record is not allowed to stop
+# the partition.
+RECORD_ERRORS = (MessageSizeTooLargeError, RecordTooLargeError, CorruptRecordException)
 
 
 class IngestLoop:
@@ -64,6 +69,11 @@ class IngestLoop:
         self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
         self.applied = 0
         self.dead_lettered = 0
+        # A store without a WAL keeps its last commits only in memory: flushed on a schedule,
+        # a crash re-reads at most ~checkpoint_events (or checkpoint_s worth) from Kafka.
+        self._checkpoints = bool(getattr(store, "needs_checkpoints", False))
+        self._unflushed = 0
+        self._last_flush = time.monotonic()
         self._last_kafka_commit = 0.0
         self._last_gauges = 0.0
         # Seconds spent per stage over batches that brought records (the ingest bench reports
@@ -90,6 +100,7 @@ class IngestLoop:
         fetch_started = time.perf_counter()
         parts = await self.consumer.get_partitions()
         if not parts:
+            self._maybe_checkpoint()
             self._maybe_export_gauges(force=False)
             return 0
         await self.consumer.prefetch()  # the broker serves the next batch while this one is applied
@@ -116,6 +127,7 @@ class IngestLoop:
             m.EVENTS_APPLIED.labels(self.worker, "interaction").inc(stats.interactions)
             m.EVENTS_APPLIED.labels(self.worker, "follow").inc(stats.follows)
             self.applied += stats.interactions + stats.follows
+            self._unflushed += n_records
         stages["apply"] += time.perf_counter() - applying
         m.BATCH_APPLY_SECONDS.labels(self.worker).observe(time.perf_counter() - started)
         m.BATCH_SIZE.labels(self.worker).observe(n_records)
@@ -123,19 +135,65 @@ class IngestLoop:
             m.EVENTS_CONSUMED.labels(self.worker, topic).inc(n)
         if batch.skipped:
             m.EVENTS_SKIPPED.labels(self.worker).inc(batch.skipped)
+        self._maybe_checkpoint()
         await self._maybe_commit_to_kafka()
         self._maybe_export_gauges(force=False)
         return n_records
 
+    def _maybe_checkpoint(self) -> None:
+        if not self._checkpoints or not self._unflushed:
+            return
+        now = time.monotonic()
+        if self._unflushed >= self.settings.checkpoint_events or now - self._last_flush >= self.settings.checkpoint_s:
+            # Not waited for: RocksDB writes the frozen memtable in its background thread while
+            # the loop goes on; the offsets in it are durable once that file is written.
+            self.store.flush(wait=False)
+            self._unflushed, self._last_flush = 0, now
+            m.STORE_CHECKPOINTS.labels(self.worker).inc()
+
     async def _send_dead_letters(self, batch: PreparedBatch) -> None:
         # Await delivery before the store commit: if we crash in between, the record is
         # dead-lettered again on replay (at-least-once), never lost.
-        futures = [await self.producer.send(self.topics.dead_letters, encode(d), key=d.key)
-                   for d in batch.dead]
-        await asyncio.gather(*futures)
+        results = await self._deliver(batch.dead)
+        # A broker refuses a whole produce batch for one record in it: retry the refused ones
+        # alone, then without key and payload, and only then give up on the record.
+        for dl, error in zip(batch.dead, results):
+            if error is not None:
+                await self._dead_letter_alone(dl, error)
         for reason, n in batch.reasons.items():
             m.DEAD_LETTERS.labels(self.worker, reason).inc(n)
         self.dead_lettered += len(batch.dead)
+
+    async def _deliver(self, dead: list[DeadLetter]) -> list[BaseException | None]:
+        """Send and await ``dead``; per record, None or the record-specific error that refused it.
+        Any other error (the broker is down, the topic does not exist) propagates: the batch is
+        not committed and the worker retries it, as for a failed store write."""
+        futures: list = []
+        for dl in dead:
+            try:
+                futures.append(await self.producer.send(self.topics.dead_letters, encode(dl), key=dl.key))
+            except RECORD_ERRORS as exc:  # refused by the client before sending (size)
+                futures.append(exc)
+        results: list[BaseException | None] = []
+        for fut in futures:
+            if isinstance(fut, BaseException):
+                results.append(fut)
+                continue
+            try:
+                await fut
+                results.append(None)
+            except RECORD_ERRORS as exc:
+                results.append(exc)
+        return results
+
+    async def _dead_letter_alone(self, dl: DeadLetter, error: BaseException) -> None:
+        for attempt in (dl, minimal_dead_letter(dl, f"{type(error).__name__}: {error}")):
+            (error,) = await self._deliver([attempt])
+            if error is None:
+                return
+        m.DEAD_LETTER_FAILURES.labels(self.worker, type(error).__name__).inc()
+        log.error("could not dead-letter %s[%d]@%d (%s): %s: %s; the record is skipped",
+                  dl.source_topic, dl.partition, dl.offset, dl.reason, type(error).__name__, error)
 
     async def _maybe_commit_to_kafka(self) -> None:
         now = time.monotonic()

@@ -45,7 +45,14 @@ def _tp(rec: Record) -> TP:
     return rec.topic, rec.partition
 
 
+# A dead letter must always fit the producer's max_request_size and the broker's
+# message.max.bytes (both ~1 MB by default) whatever arrived: the key, the value and the detail
+# are each bounded, and what is cut is described by its size and sha256 in the detail.
+# base64 grows key and value by a third: 4/3 * (256 KB + 1 KB) + 4 KB of detail + the Kafka key
+# is under 350 KB.
 DEAD_LETTER_MAX_VALUE = 256 * 1024
+DEAD_LETTER_MAX_KEY = 1024
+DEAD_LETTER_MAX_DETAIL = 4096
 
 
 class Stage(Protocol):
@@ -226,15 +233,35 @@ class IngestCore:
     def dead_letter(self, rec: Record, why: Invalid, now_ms: int) -> DeadLetter:
         value = rec.value if rec.value is not None else b""
         detail = why.detail
-        if len(value) > DEAD_LETTER_MAX_VALUE:
-            # base64 grows a payload by a third and brokers refuse requests over ~1 MB: keep a
-            # prefix plus the size and digest of the whole, rather than fail to dead-letter at all.
-            detail += (f" [payload truncated to {DEAD_LETTER_MAX_VALUE} of {len(value)} bytes; "
-                       f"sha256 {hashlib.sha256(value).hexdigest()}]")
-            value = value[:DEAD_LETTER_MAX_VALUE]
+        if len(detail) > DEAD_LETTER_MAX_DETAIL:
+            detail = detail[:DEAD_LETTER_MAX_DETAIL] + " [detail cut]"
+        value, note = _bounded("payload", value, DEAD_LETTER_MAX_VALUE)
+        detail += note
+        key = rec.key
+        if key is not None:
+            key, note = _bounded("key", key, DEAD_LETTER_MAX_KEY)
+            detail += note
         return DeadLetter(reason=why.reason, detail=detail, source_topic=rec.topic,
-                          partition=rec.partition, offset=rec.offset, key=rec.key,
+                          partition=rec.partition, offset=rec.offset, key=key,
                           value=value, worker=self.worker, ts=now_ms)
+
+
+def _bounded(what: str, raw: bytes, limit: int) -> tuple[bytes, str]:
+    """``raw`` cut to ``limit`` bytes, and a note naming the whole's size and sha256 ("" if uncut)."""
+    if len(raw) <= limit:
+        return raw, ""
+    return raw[:limit], (f" [{what} truncated to {limit} of {len(raw)} bytes; "
+                         f"sha256 {hashlib.sha256(raw).hexdigest()}]")
+
+
+def minimal_dead_letter(dl: DeadLetter, why: str) -> DeadLetter:
+    """The dead letter without key or payload bytes, for when the full one could not be
+    written: the reason, the source position and the sizes still reach the topic."""
+    sizes = f"key {len(dl.key) if dl.key is not None else 0} bytes, payload {len(dl.value)} bytes"
+    return DeadLetter(reason=dl.reason, detail=(f"{dl.detail[:1024]} [key and payload dropped ({sizes}): "
+                                                f"the full dead letter failed: {why[:512]}]"),
+                      source_topic=dl.source_topic, partition=dl.partition, offset=dl.offset, key=None,
+                      value=b"", worker=dl.worker, ts=dl.ts)
 
 
 def chunk_records(tp: TP, chunk: Chunk) -> list[RawRecord]:

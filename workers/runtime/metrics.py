@@ -17,6 +17,10 @@ EVENTS_SKIPPED = Counter(
     "gnnrec_events_replayed_skipped_total", "Records skipped because the store already holds them", ["worker"])
 DEAD_LETTERS = Counter(
     "gnnrec_dead_letters_total", "Bad records sent to the dead-letter topic", ["worker", "reason"])
+DEAD_LETTER_FAILURES = Counter(
+    "gnnrec_dead_letter_failures_total",
+    "Bad records skipped because no dead letter could be written for them (logged with topic, "
+    "partition and offset)", ["worker", "error"])
 REJECTED = Counter(
     "gnnrec_events_rejected_total",
     "Bad records a non-ingest worker skipped (the ingest worker dead-letters them)", ["worker", "reason"])
@@ -37,6 +41,8 @@ LATENCY = Histogram(
 INGEST_PATH = Gauge("gnnrec_ingest_path_info", "The ingest worker's hot path in use (1): store class, and "
                     "fetch = chunks (record batches read by the native kernel) or records (aiokafka's)",
                     ["worker", "store", "fetch"])
+STORE_CHECKPOINTS = Counter(
+    "gnnrec_store_checkpoints_total", "Scheduled flushes of a store that has no write-ahead log", ["worker"])
 STORE_NODES = Gauge("gnnrec_store_nodes", "Nodes in the graph store", ["worker", "type"])
 STORE_EDGES = Gauge("gnnrec_store_edges", "Edges in the graph store", ["worker", "type"])
 COMMITTED_OFFSET = Gauge(

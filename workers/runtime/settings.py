@@ -82,6 +82,11 @@ class IngestSettings(StoreBacked):
     fetch_chunks: Literal["on", "off"] = Field(
         "on", description="with the native store, hand each partition's fetched record batches to the kernel "
         "whole instead of one aiokafka record per event (stream/kafka/chunks.py)")
+    checkpoint_events: int = Field(
+        500_000, ge=1, description="a store without a write-ahead log (the native one) is flushed to disk after "
+        "this many applied events, so a crash re-reads at most about that many from Kafka")
+    checkpoint_s: float = Field(
+        10.0, gt=0, description="... or after this many seconds with unflushed events, whichever comes first")
 
 
 class ScoreSettings(StoreBacked):

@@ -214,8 +214,13 @@ def test_records_keep_their_old_import_path() -> None:
 def test_encode_recommendation_items_is_the_same_bytes_as_encode():
     from stream.events import Recommendation, ScoredItem, encode, encode_recommendation_items
     items = [("a", 1.5), ("b", -0.25)]
+    from stream.events import EventSource, decode_recommendation
     for emb in (None, "m/r1/w5"):
-        rec = Recommendation("u", "s", "next_item", tuple(ScoredItem(i, s) for i, s in items), "m", 1, 2, emb)
-        assert encode_recommendation_items(user_id="u", session_id="s", kind="next_item", items=items,
-                                           model_version="m", event_ts=1, emitted_ts=2,
-                                           embedding_version=emb) == encode(rec)
+        for src in (None, ("interactions", 2, 41)):
+            source = None if src is None else EventSource(*src)
+            rec = Recommendation("u", "s", "next_item", tuple(ScoredItem(i, s) for i, s in items), "m", 1, 2, emb,
+                                 source)
+            raw = encode_recommendation_items(user_id="u", session_id="s", kind="next_item", items=items,
+                                              model_version="m", event_ts=1, emitted_ts=2,
+                                              embedding_version=emb, source=src)
+            assert raw == encode(rec) and decode_recommendation(raw) == rec

@@ -69,3 +69,21 @@ def test_dead_letter_schema_and_decoder_agree(change: dict) -> None:
     bad = {**good, **change}
     assert not validator.is_valid(bad)
     assert decode_dead_letter(orjson.dumps(bad)).reason in {"bad_base64", "out_of_range", "bad_id"}
+
+
+@pytest.mark.parametrize("change", [{"source": {"topic": "interactions", "partition": -1, "offset": 0}},
+                                    {"source": {"topic": "interactions", "partition": 0}},
+                                    {"source": {"topic": "", "partition": 0, "offset": 0}},
+                                    {"source": "interactions/0/5"}])
+def test_recommendation_source_schema_and_decoder_agree(change: dict) -> None:
+    from stream.events import EventSource, Recommendation, decode_recommendation
+    good = {"v": 1, "user_id": "u", "session_id": None, "kind": "social", "items": [], "model_version": "m",
+            "event_ts": 1, "emitted_ts": 2, "source": {"topic": "interactions", "partition": 3, "offset": 7}}
+    validator = _validator("recommendation")
+    decoded = decode_recommendation(orjson.dumps(good))
+    assert validator.is_valid(good) and isinstance(decoded, Recommendation)
+    assert decoded.source == EventSource("interactions", 3, 7)
+    bad = {**good, **change}
+    assert not validator.is_valid(bad)
+    assert decode_recommendation(orjson.dumps(bad)).reason in {"out_of_range", "missing_field", "bad_id",
+                                                               "wrong_type"}

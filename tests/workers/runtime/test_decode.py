@@ -4,7 +4,10 @@ from __future__ import annotations
 from stream.events.badinput import malformed_samples
 from stream.events import Follow, Interaction, ValidationLimits, encode
 from stream.kafka.topics import TopicSettings
-from workers.runtime.decode import DEAD_LETTER_MAX_VALUE, IngestCore
+import hashlib
+
+from stream.events import decode_dead_letter
+from workers.runtime.decode import DEAD_LETTER_MAX_KEY, DEAD_LETTER_MAX_VALUE, IngestCore, minimal_dead_letter
 from stream.kafka.batch_consumer import RawRecord
 
 NOW = 1_700_000_000_000
@@ -63,3 +66,36 @@ def test_huge_payload_is_truncated_in_the_dead_letter_with_its_digest():
     (d,) = batch.dead
     assert d.reason == "oversized" and len(d.value) == DEAD_LETTER_MAX_VALUE
     assert f"of {len(raw)} bytes" in d.detail and "sha256" in d.detail
+
+
+def test_a_huge_key_is_bounded_like_the_value_and_the_whole_dead_letter_stays_under_a_megabyte():
+    """A 700 KB key with a 1 MB payload: once as the Kafka key and once inside the JSON, the
+    key alone used to exceed the producer's 1 MB request limit."""
+    key, raw = b"k" * 700_000, b"\xff" * 1_000_000
+    (d,) = _core().prepare([RawRecord("interactions", 3, 9, key, raw, NOW)], committed={}, now_ms=NOW).dead
+    assert d.key == key[:DEAD_LETTER_MAX_KEY] and d.value == raw[:DEAD_LETTER_MAX_VALUE]
+    assert f"key truncated to {DEAD_LETTER_MAX_KEY} of {len(key)} bytes; sha256 {hashlib.sha256(key).hexdigest()}" \
+        in d.detail
+    assert f"sha256 {hashlib.sha256(raw).hexdigest()}" in d.detail
+    wire = encode(d)
+    assert len(wire) + len(d.key) < 400_000
+    back = decode_dead_letter(wire)
+    assert (back.key, back.value, back.offset, back.partition) == (d.key, d.value, 9, 3)
+
+
+def test_a_short_key_and_a_null_key_pass_unchanged():
+    ok_key = b"u" * DEAD_LETTER_MAX_KEY
+    a, b = _core().prepare([RawRecord("interactions", 0, 0, ok_key, b"{", NOW),
+                            RawRecord("interactions", 0, 1, None, b"{", NOW)], committed={}, now_ms=NOW).dead
+    assert a.key == ok_key and "truncated" not in a.detail
+    assert b.key is None and "truncated" not in b.detail
+
+
+def test_the_minimal_dead_letter_keeps_reason_position_and_sizes_and_drops_the_bytes():
+    (d,) = _core().prepare([RawRecord("interactions", 1, 5, b"k" * 3000, b"x" * 5000, NOW)],
+                           committed={}, now_ms=NOW).dead
+    small = minimal_dead_letter(d, "RecordTooLargeError: " + "e" * 10_000)
+    assert (small.reason, small.source_topic, small.partition, small.offset) == (d.reason, "interactions", 1, 5)
+    assert small.key is None and small.value == b""
+    assert f"key {DEAD_LETTER_MAX_KEY} bytes, payload 5000 bytes" in small.detail
+    assert len(encode(small)) < 3000
