@@ -84,6 +84,9 @@ def _top_decayed(rows: Iterable[tuple[str, tuple[float, int]]], now_ms: int, hal
     return [new(Neighbour, (d, -nw)) for nw, d in keyed]
 
 
+top_decayed = _top_decayed  # for readers that keep their own rows (models/live/trending.py)
+
+
 class GraphStore(StoreLifecycle, ABC):
     """Incremental heterogeneous graph (users, items, sessions) with decayed edge weights.
 
@@ -208,6 +211,13 @@ class GraphStore(StoreLifecycle, ABC):
         _check_time("now_ms", now_ms)
         _check_k(k)
         return _top_decayed(self._popularity_rows(), now_ms, self.settings.half_life_ms, k)
+
+    def item_popularity_state(self, item_ids: Sequence[str]) -> list[tuple[float, int]]:
+        """The stored ``(popularity, t_ref)`` of each of ``item_ids``, undecayed (``(0.0, 0)``
+        for an unknown item): what :meth:`item_popularity` decays."""
+        self._check_open()
+        weight, t_ref = self._popularity_of(list(item_ids))
+        return list(zip(weight.tolist(), t_ref.tolist()))
 
     def item_popularity_of(self, item_ids: Sequence[str], now_ms: int) -> np.ndarray:
         """Decayed popularity at ``now_ms`` of each of ``item_ids`` (0 for an unknown item), float64.

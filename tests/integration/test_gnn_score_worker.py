@@ -102,7 +102,7 @@ def test_gnn_score_worker_serves_swaps_and_loses_nothing(kafka_broker, unique_to
     models, emb_dir = tmp_path / "models", tmp_path / "emb"
     first, first_emb = _publish_with_embeddings(oracle, models, emb_dir, seed=0)
 
-    env = {**worker_env(bootstrap, unique_topics, unique_topics("score"), tmp_path / "score"),
+    env = {**worker_env(bootstrap, unique_topics, unique_topics("score"), tmp_path / "score"), "GNNREC_COALESCE": "off",
            "GNNREC_RECOMMENDER": "gnn", "GNNREC_MODEL_DIR": str(models), "GNNREC_EMBEDDINGS_DIR": str(emb_dir),
            "GNNREC_EMBEDDINGS_POLL_S": "0.2", "GNNREC_STORE": "memory", "GNNREC_PARTITIONS": str(PARTITIONS),
            "GNNREC_BATCH_TIMEOUT_MS": "50"}

@@ -68,8 +68,9 @@ def test_replay_end_to_end(kafka_broker, unique_topics, shared_data, tmp_path):
     bad = malformed_samples(now_ms=int(time.time() * 1000))  # "far future" is relative to the workers' clock
     ingest = start_worker("ingest", worker_env(bootstrap, unique_topics, unique_topics("ingest"), tmp_path / "ingest"),
                           tmp_path)
-    score = start_worker("score", worker_env(bootstrap, unique_topics, unique_topics("score"), tmp_path / "score"),
-                         tmp_path)
+    # One answer per event (a replay at full speed would otherwise coalesce: test_burst.py).
+    score = start_worker("score", {**worker_env(bootstrap, unique_topics, unique_topics("score"), tmp_path / "score"),
+                                   "GNNREC_COALESCE": "off"}, tmp_path)
     try:
         asyncio.run(_produce(bootstrap, topics, events, bad, rate=None))
         wait_for(lambda: committed_total(ingest, topics.interactions) == N_EVENTS + len(bad), 180,

@@ -53,7 +53,7 @@ def test_score_worker_killed_three_times_answers_each_event_and_repeats_at_most_
     events = _events()
     bad = [s for s in malformed_samples(now_ms=T0) if s[0] != "oversized"]
     env = {**worker_env(bootstrap, unique_topics, unique_topics("score"), tmp_path / "score"),
-           "GNNREC_BATCH_MAX": str(BATCH_MAX)}
+           "GNNREC_BATCH_MAX": str(BATCH_MAX), "GNNREC_COALESCE": "off"}
     producing = threading.Thread(target=lambda: asyncio.run(_produce(bootstrap, topics, events, bad, rate=1_000)))
     score = start_worker("score", env, tmp_path)
     producing.start()

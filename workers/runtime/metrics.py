@@ -34,6 +34,9 @@ CONSUMER_LAG = Gauge(
     "gnnrec_consumer_lag", "High watermark minus position, per partition", ["worker", "topic", "partition"])
 RECOMMENDATIONS = Counter(
     "gnnrec_recommendations_emitted_total", "Recommendations produced", ["worker", "kind"])
+COALESCED = Counter(
+    "gnnrec_events_coalesced_total", "Events not answered because a later event of the same session "
+    "(next_item) or user (social) in the same batch was answered instead", ["worker", "kind"])
 LATENCY = Histogram(
     "gnnrec_event_to_recommendation_seconds",
     "From the event entering Kafka (record timestamp) to its recommendation being sent", ["worker", "kind"],

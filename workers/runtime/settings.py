@@ -97,10 +97,9 @@ class ScoreSettings(StoreBacked):
     k: int = Field(20, ge=1, description="items per recommendation")
     session_context: int = Field(5, ge=1, description="recent session items the next-item baseline looks at")
     max_followees: int = Field(50, ge=1)
-    trending_refresh_s: float = Field(1.0, gt=0, description="event time between recomputations of the trending fallback")
-    trending_refresh_events: int = Field(
-        20, ge=1, description="fallback answers between recomputations of the trending list, at least (bounds "
-        "the cost when a replayed file's timestamps are far apart)")
+    coalesce: Literal["on", "off"] = Field("on", description="when behind, answer only the latest event of each session and user "
+                           "in a fetched batch (workers/score/coalesce.py)")
+    coalesce_above: int = Field(200, ge=0, description="a fetched batch of more records than this counts as behind")
     model_version: str = Field("baseline-v1", description="model_version of the baseline recommendations")
     recommender: Literal["auto", "transitions", "gnn"] = Field(
         "auto", description="next-item/social model: gnn (bundle + refreshed embeddings, baselines as fallback) "

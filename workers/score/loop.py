@@ -21,13 +21,10 @@ against the session's next click (:class:`models.live.quality.OnlineQuality`).
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
-import os
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, NamedTuple
 
 from aiokafka import AIOKafkaProducer
@@ -40,6 +37,9 @@ from stream.kafka.batch_consumer import TP, BatchConsumer, RawRecord
 from models.live.quality import OnlineQuality
 from workers.runtime.process_tuning import HeapFreezer
 from models.live.baselines import next_item_transitions, social_followees
+from models.live.trending import TrendingTop
+from workers.score.coalesce import superseded
+from workers.score.offsets import load_offsets, save_offsets
 from workers.runtime.settings import ScoreSettings
 
 if TYPE_CHECKING:
@@ -99,7 +99,7 @@ class ScoreLoop:
         self.decoder = IngestCore.for_worker(settings, worker)
         self.committed: dict[TP, int] = dict(store.committed_offsets())
         self.scored_path = settings.data_dir / "scored-offsets.json"
-        self.scored: dict[TP, int] = _load_offsets(self.scored_path)
+        self.scored: dict[TP, int] = load_offsets(self.scored_path)
         self._acked: dict[TP, int] = dict(self.scored)  # what scored-offsets.json may say
         self._saved: dict[TP, int] = dict(self.scored)  # what it says
         self._in_flight: tuple[list, dict[TP, int]] = ([], self._acked)  # last batch's sends, its offsets
@@ -118,9 +118,7 @@ class ScoreLoop:
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1,
                                          max_batch_size=512 * 1024)
         self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
-        self._trending: list[Neighbour] = []
-        self._trending_at_ms: int | None = None
-        self._trending_age = 0  # fallback answers since the last recomputation
+        self._trending = _trending_from(store, 8 * settings.k)
         self.emitted = {"next_item": 0, "social": 0}
         self._last_gauges = 0.0
         self.gnn = make_follower(settings)
@@ -177,19 +175,10 @@ class ScoreLoop:
         self._serving = serving
 
     def trending(self, now_ms: int) -> list[Neighbour]:
-        # Timed by the events, not the wall clock, so that an answer is a function of the stream
-        # alone: the same events give the same fallbacks however fast they are processed.
-        s, want = self.settings, 4 * self.settings.k
-        self._trending_age += 1
-        # While the catalogue is smaller than the list we keep, recompute every time (cheap on a
-        # small store): otherwise the first second would serve near-empty fallbacks.
-        every_ms = s.trending_refresh_s * 1000
-        due = (self._trending_at_ms is None or len(self._trending) < want
-               or abs(now_ms - self._trending_at_ms) >= every_ms and self._trending_age >= s.trending_refresh_events)
-        if due:
-            self._trending = self.store.item_popularity(now_ms, k=want)
-            self._trending_at_ms, self._trending_age = now_ms, 0
-        return self._trending
+        """The fallback list: the catalogue's most popular items at the event's time, exact
+        after every applied event (models/live/trending.py), so an answer depends only on the
+        stream up to its event, never on when or how often the list is read."""
+        return self._trending.top(now_ms, 4 * self.settings.k)
 
     def _lazy_trending(self, now_ms: int) -> Iterator[Neighbour]:
         """:meth:`trending`, computed only if a baseline has too few candidates and reads it."""
@@ -256,7 +245,7 @@ class ScoreLoop:
             return 0
         # The decoder checks events by the store's rules; then the store need not check again.
         self._trusted = store_trusts_decoder(self.store.settings, self.decoder.limits, int(self.clock() * 1000))
-        pending = [p for rec in records if (p := self._apply(rec)) is not None]
+        pending = self._apply_batch(records)
         self._answer_gnn(pending)
         # The previous batch's delivery is confirmed (and its scored offsets saved) only now,
         # before this batch is sent: the broker acknowledged it while this one was fetched and
@@ -283,10 +272,31 @@ class ScoreLoop:
         now = time.monotonic()
         if (force or now - self._last_scored_save >= 1.0) and self._acked != self._saved:
             self._last_scored_save = now
-            _save_offsets(self.scored_path, self._acked)
+            save_offsets(self.scored_path, self._acked)
             self._saved = dict(self._acked)
 
-    def _apply(self, rec: RawRecord) -> _Pending | None:
+    def apply_event(self, event: Interaction | Follow, offsets: dict[TP, int] | None = None) -> None:
+        """Apply one event to the store (with the offsets it moves) and to the trending list."""
+        self.store.apply_many([event], offsets, trusted=self._trusted)
+        if type(event) is Interaction:
+            ((weight, t_ref),) = self.store.item_popularity_state((event.item_id,))
+            self._trending.update(event.item_id, weight, t_ref)
+
+    def _apply_batch(self, records: list[RawRecord]) -> list[_Pending]:
+        """Apply each record in order, collecting what it is to be answered with; a batch of
+        more than ``coalesce_above`` records answers only the latest event of each session
+        (next-item) and of each user (social): workers/score/coalesce.py."""
+        if self.settings.coalesce == "off" or len(records) <= self.settings.coalesce_above:
+            return [p for rec in records if (p := self._apply(rec)) is not None]
+        now_ms = int(self.clock() * 1000)
+        events = [self.decoder.decode(rec, now_ms) for rec in records]
+        skip_next, skip_social = superseded(events)
+        pending = [p for i, (rec, ev) in enumerate(zip(records, events))
+                   if (p := self._apply(rec, ev, i not in skip_next, i not in skip_social)) is not None]
+        return pending
+
+    def _apply(self, rec: RawRecord, event=None, answer_next: bool = True,
+               answer_social: bool = True) -> _Pending | None:
         """Apply one record and decide what it gets, reading the store *now*, before any later
         event of the batch is applied. GNN answers are only collected here (their inputs
         snapshotted) and computed for the whole batch at once by :meth:`_answer_gnn`."""
@@ -295,24 +305,32 @@ class ScoreLoop:
             self._child(m.EVENTS_SKIPPED, self.worker).inc()
             return None
         self._child(m.EVENTS_CONSUMED, self.worker, rec.topic).inc()
-        event = self.decoder.decode(rec, int(self.clock() * 1000))
+        if event is None:
+            event = self.decoder.decode(rec, int(self.clock() * 1000))
         offsets = {tp: rec.offset + 1}
         if isinstance(event, Invalid):
             self._child(m.REJECTED, self.worker, event.reason).inc()
             self.store.apply_many([], offsets)
             self.committed[tp] = rec.offset + 1
             return None
-        self.store.apply_many([event], offsets, trusted=self._trusted)
+        self.apply_event(event, offsets)
         self.committed[tp] = rec.offset + 1
         self._child(m.EVENTS_APPLIED, self.worker, "interaction" if isinstance(event, Interaction) else "follow").inc()
         if rec.offset < self.scored.get(tp, 0):
             return None  # rebuilding state after a restart: this one was scored before
         self.scored[tp] = rec.offset + 1
-        if isinstance(event, Interaction):
+        is_interaction = isinstance(event, Interaction)
+        if is_interaction:
             self._score_quality(event)
+            if not answer_next:
+                self._child(m.COALESCED, self.worker, "next_item").inc()
+        if not answer_social:
+            self._child(m.COALESCED, self.worker, "social").inc()
+        if not (answer_social or answer_next and is_interaction):
+            return None
         pending = _Pending(rec, event)
         scorer = None if self.gnn is None else self.gnn.scorer
-        if isinstance(event, Interaction):
+        if is_interaction and answer_next:
             items = self.store.session_items(event.session_id)
             if scorer is not None and scorer.can_answer_next(items):
                 pending.next_request = items
@@ -320,9 +338,9 @@ class ScoreLoop:
             else:  # the GNN cannot answer: straight to the baseline
                 pending.outs.append(self._next_item(event.user_id, event.session_id, event.ts,
                                                     gnn=False))
-            user, session = event.user_id, event.session_id
-        else:
-            user, session = event.src_user, None
+        user, session = (event.user_id, event.session_id) if is_interaction else (event.src_user, None)
+        if not answer_social:
+            return pending
         if scorer is not None and scorer.bundle.social is not None:
             followees, items = self.gnn.social_inputs(self.store, user, session, event.ts,
                                                       max_followees=self.settings.max_followees)
@@ -378,18 +396,10 @@ class ScoreLoop:
         m.export_consumer_gauges(self.worker, self.store.counts(), self.consumer.lag(), self.committed)
 
 
-def _load_offsets(path: Path) -> dict[TP, int]:
-    try:
-        raw = json.loads(path.read_text())
-    except FileNotFoundError:
-        return {}
-    except (OSError, ValueError) as exc:
-        raise RuntimeError(f"{path} is unreadable ({exc}); delete it to re-score the whole log") from exc
-    return {(t, int(p)): int(o) for t, p, o in raw}
-
-
-def _save_offsets(path: Path, offsets: dict[TP, int]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    tmp.write_text(json.dumps(sorted([t, p, o] for (t, p), o in offsets.items())))
-    os.replace(tmp, path)
+def _trending_from(store: GraphStore, capacity: int) -> TrendingTop:
+    """The trending list of what ``store`` already holds (a store that resumes from its own
+    commits replays only the tail of the log)."""
+    top = TrendingTop(store.settings.half_life_ms, capacity)
+    ids = [nb.node_id for nb in store.item_popularity(store.watermark_ms() or 0, k=capacity)]
+    top.update_many((i, w, t) for i, (w, t) in zip(ids, store.item_popularity_state(ids)))
+    return top

@@ -15,7 +15,8 @@ import pytest
 
 from graph_store import MemoryGraphStore, StoreSettings
 from graph_store.embeddings import RocksDBEmbeddingStore
-from stream.events import Follow, Interaction
+from stream.events import Follow, Interaction, encode
+from stream.kafka.batch_consumer import RawRecord
 from stream.simulator import Simulator, SimulatorSettings
 from workers.score.gnn import EmbeddingVersion
 from models.live.bundle import publish
@@ -238,7 +239,7 @@ def test_batched_answers_equal_per_event_answers(tmp_path: Path):
                for p in pending]
         want = []
         for ev in live:
-            single.store.apply_one(ev)
+            single.apply_event(ev)
             want.append([(o.kind, o.recommender, o.model_version, o.embedding_version, o.items)
                          for o in single.recommend(ev)])
         for loop in (batched, single):
@@ -257,32 +258,20 @@ def test_batched_answers_equal_per_event_answers(tmp_path: Path):
     assert gnn > len(live)  # most answers came from the GNN, not the fallbacks
 
 
-def test_trending_fallback_is_timed_by_the_events_not_the_wall_clock(tmp_path: Path):
-    """The trending list is recomputed once the *event* clock has moved ``trending_refresh_s``
-    and ``trending_refresh_events`` events were asked for, and always equals the store's
-    popularity at the event time of that recomputation: replaying a stream gives the same
-    fallbacks however fast it runs."""
-    events = [e for e in _events(1500) if isinstance(e, Interaction)]
+def test_trending_fallback_equals_the_store_popularity_at_every_event(tmp_path: Path):
+    """After every applied event the fallback list is the store's popularity ranking at that
+    event's time, weights included: a function of the stream up to the event, however often
+    it is read. A loop started on a store that already holds events starts from them."""
+    events = [e for e in _events(3000) if isinstance(e, Interaction)]
 
     async def body() -> None:
-        loop = _score_loop(tmp_path, recommender="transitions", trending_refresh_s=2.0,
-                           trending_refresh_events=10)
+        loop = _score_loop(tmp_path, recommender="transitions")
         loop.store.apply_many(events[:1000])
-        at = events[999].ts
-        first = loop.trending(at)
-        assert first == loop.store.item_popularity(at, k=40)
-        recomputed = []
-        for i, ev in enumerate(events[1000:]):
-            loop.store.apply_one(ev)
-            before = loop._trending_at_ms
-            got = loop.trending(ev.ts)
-            if loop._trending_at_ms != before:
-                recomputed.append(i)
-                assert ev.ts - before >= 2000
-                assert got == loop.store.item_popularity(ev.ts, k=40)
-            else:
-                assert ev.ts - before < 2000 or loop._trending_age < 10
-        gaps = [b - a for a, b in zip(recomputed, recomputed[1:])]
-        assert recomputed and min(gaps) >= 10  # never more often than every 10 events
+        restarted = ScoreLoop(loop.settings, loop.store)  # built on a store that holds events
+        assert restarted.trending(events[999].ts) == loop.store.item_popularity(events[999].ts, k=40)
+        topic = loop.topics.interactions
+        for i, ev in enumerate(events[1000:], start=1000):
+            restarted._apply(RawRecord(topic, 0, i, b"k", encode(ev), ev.ts))
+            assert restarted.trending(ev.ts) == loop.store.item_popularity(ev.ts, k=40)
 
     asyncio.run(body())
