@@ -56,7 +56,11 @@ class _SeekToStored(ConsumerRebalanceListener):
             # A partition the store holds nothing of starts at 0 (the earliest record, by
             # auto_offset_reset, if retention removed it), never at the group's Kafka commit: a
             # store that lost its last commits (the native store has no WAL) is behind that.
-            self._owner.consumer.seek(tp, committed.get((tp.topic, tp.partition), 0))
+            offset = committed.get((tp.topic, tp.partition), 0)
+            self._owner.consumer.seek(tp, offset)
+            # Known from here on, so that a partition that brings no records still has a lag
+            # (0 once a fetch response reports its high watermark).
+            self._owner._positions[tp] = offset
         log.info("assigned %s; positions from store: %s", sorted(map(tuple, assigned)), committed)
         if assigned and self._owner.on_ready is not None:
             callback, self._owner.on_ready = self._owner.on_ready, None
@@ -150,6 +154,10 @@ class BatchConsumer:
                 {TopicPartition(t, p): OffsetAndMetadata(o, "") for (t, p), o in offsets.items()})
         except Exception as exc:  # a rebalance in progress is normal; the store is the truth
             log.debug("kafka commit skipped: %s", exc)
+
+    def assignment(self) -> list[TP]:
+        """The partitions this member holds now, sorted (empty before the group assigns any)."""
+        return sorted((tp.topic, tp.partition) for tp in self.consumer.assignment())
 
     def lag(self) -> dict[TP, int]:
         """Per-partition lag from the high watermark seen in fetch responses.

@@ -11,6 +11,7 @@ from hypothesis import strategies as st
 
 from graph_store import StoreSettings
 from tests.graph_store.conftest import STORE_KINDS, Follow, Interaction, open_store
+from tests.conftest import shared_file
 from tests.graph_store.oracle import assert_graph_equal, build_oracle, read_store
 
 USERS = [f"u{i}" for i in range(5)]
@@ -93,9 +94,7 @@ def test_popularity_is_the_sum_of_incoming_ui_weights(events, hl):
 
 
 def _yoochoose(shared_data: Path, n: int) -> list[Interaction]:
-    path = shared_data / "yoochoose" / "sessionrec_100k" / "yoochoose-clicks-100k_train_full.txt"
-    if not path.exists():
-        pytest.skip(f"{path} not found")
+    path = shared_file(shared_data, "yoochoose/sessionrec_100k/yoochoose-clicks-100k_train_full.txt")
     events = []
     with path.open() as f:
         assert f.readline().split() == ["SessionId", "ItemId", "Time"]

@@ -16,6 +16,7 @@ from stream.events import Interaction
 from stream.kafka.producer import EventProducer
 from stream.simulator import Simulator, SimulatorSettings
 from stream.kafka.topics import TopicSettings, ensure_topics
+from tests.integration.conftest import unavailable
 from tests.integration.pipeline_support import wait_for, worker_env
 from workers.runtime.launch import WorkerProcess, metric_sum
 
@@ -44,7 +45,7 @@ def metrics_worker(tmp_path: Path, broker_pool, unique_topics) -> Iterator[Obser
     try:
         broker = broker_pool.get("tansu")
     except Exception as exc:  # noqa: BLE001 - the pool reports why
-        pytest.skip(f"tansu broker unavailable: {exc}")
+        unavailable(f"tansu broker unavailable: {exc}")
     events = [e for e in Simulator(SimulatorSettings(seed=3)).events(start_ms=int(time.time() * 1000) - 60_000,
                                                                      n=600, step_ms=1)
               if isinstance(e, Interaction)]
@@ -91,7 +92,7 @@ def test_product_config_lists_the_four_worker_jobs() -> None:
 def test_product_config_passes_promtool() -> None:
     promtool = shutil.which("promtool")
     if promtool is None:
-        pytest.skip("promtool not on PATH (comes with Debian's prometheus; run deploy/test_prereqs.sh)")
+        unavailable("promtool not on PATH (comes with Debian's prometheus; run deploy/test_prereqs.sh)")
     done = subprocess.run([promtool, "check", "config", str(PRODUCT_CONFIG)], capture_output=True, text=True)
     assert done.returncode == 0, done.stdout + done.stderr
 

@@ -39,5 +39,5 @@ def run(args) -> int:
     else:
         from workers.score.loop import ScoreLoop
         build = lambda: ScoreLoop(settings, open_store(settings))  # noqa: E731
-    run_faust_worker(args.worker, LoopService(build), settings)
+    run_faust_worker(args.worker, LoopService(build, max_stall_s=settings.alive_max_stall_s), settings)
     return 0

@@ -22,6 +22,7 @@ from graph_store.batch import MAX_ID_CHARS
 from stream.events import INTERACTION_KINDS, SCHEMA_VERSION, DeadLetter, encode
 from workers.runtime import metrics as m
 from workers.runtime.decode import IngestCore, PreparedBatch, minimal_dead_letter, store_trusts_decoder
+from workers.runtime.health import Check, consumer_checks
 from stream.kafka.batch_consumer import TP, BatchConsumer
 from workers.runtime.process_tuning import HeapFreezer
 from workers.runtime.settings import IngestSettings
@@ -94,6 +95,10 @@ class IngestLoop:
     def close(self) -> None:
         self._maybe_export_gauges(force=True)
         self.store.close()
+
+    def readiness(self) -> dict[str, Check]:
+        """/readyz: partitions assigned, and the store within ``ready_max_lag`` records of them."""
+        return consumer_checks(self.consumer, self.settings.ready_max_lag)
 
     async def run_once(self) -> int:
         """One batch; returns the number of records consumed (0 on an idle poll)."""

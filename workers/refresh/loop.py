@@ -38,6 +38,7 @@ from graph_store.embeddings import EmbeddingStore, RocksDBEmbeddingStore
 from workers.runtime import metrics as m
 from models.live.bundle import BundleError, ModelBundle, latest_version, load_bundle
 from models.live.refresher import Refresher, RefreshResult
+from workers.runtime.health import Check
 from workers.runtime.replica import ReplicaFeed
 from workers.runtime.settings import RefreshSettings
 from workers.runtime.stores import open_store
@@ -171,6 +172,17 @@ class RefreshLoop:
         self.feed.export_gauges(force=True)
         self.store.close()
         self.core.embeddings.close()
+
+    def readiness(self) -> dict[str, Check]:
+        """/readyz: the replica's checks, and a model loaded (without one nothing is refreshed)."""
+        checks = self.feed.readiness()
+        refresher = self.core.refresher
+        if refresher is not None:
+            checks["model"] = (True, f"refreshing with model {refresher.model_version}")
+        else:
+            checks["model"] = (False, f"no model loaded yet: one is loaded at the first refresh after the "
+                                      f"train worker publishes it to {self.settings.model_dir} and events arrived")
+        return checks
 
     async def run_once(self) -> int:
         n = await self.feed.run_once()

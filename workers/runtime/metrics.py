@@ -1,11 +1,12 @@
 """Prometheus metrics of every worker, named by convention (``_total`` counters, ``_seconds``).
 
 All metrics carry a ``worker`` label so several workers in one process (tests, benchmarks)
-stay distinguishable; each worker process serves them on its own ``/metrics`` port.
+stay distinguishable; each worker process serves them on its own ``/metrics`` port
+(:mod:`workers.runtime.health`).
 """
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge, Histogram, start_http_server
+from prometheus_client import Counter, Gauge, Histogram
 
 _LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0)
 
@@ -104,12 +105,6 @@ ONLINE_HITS = Counter(
     "gnnrec_online_hits_total", "Next-item lists that held the session's next click", ["worker", "recommender"])
 ONLINE_RECIPROCAL_RANK = Counter(
     "gnnrec_online_reciprocal_rank_total", "Sum of 1/rank of the next click (0 on a miss)", ["worker", "recommender"])
-
-
-def serve_metrics(port: int, host: str = "127.0.0.1") -> int:
-    """Start the /metrics HTTP endpoint; returns the bound port (useful when port=0)."""
-    server, _thread = start_http_server(port, addr=host)
-    return int(server.server_address[1])
 
 
 def export_consumer_gauges(worker: str, counts, lag: dict, committed: dict) -> None:

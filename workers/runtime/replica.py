@@ -23,6 +23,7 @@ from collections.abc import Callable
 from graph_store import GraphStore
 from workers.runtime import metrics as m
 from workers.runtime.decode import IngestCore, PreparedBatch, store_trusts_decoder
+from workers.runtime.health import Check, consumer_checks
 from stream.kafka.batch_consumer import TP, BatchConsumer
 from workers.runtime.settings import ReplicaSettings
 
@@ -65,6 +66,10 @@ class ReplicaFeed:
     def consumed_total(self) -> int:
         """Records the store has consumed over its lifetime (sum of its stored offsets)."""
         return sum(self.committed.values())
+
+    def readiness(self) -> dict[str, Check]:
+        """/readyz: partitions assigned, and the replica within ``ready_max_lag`` records of them."""
+        return consumer_checks(self.consumer, self.settings.ready_max_lag)
 
     async def start(self) -> None:
         await self.consumer.start()

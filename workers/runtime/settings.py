@@ -70,6 +70,10 @@ class StoreBacked(WorkerSettings):
     batch_timeout_ms: int = Field(100, ge=1, description="longest wait for a batch to fill")
     max_event_bytes: int = Field(16_384, ge=64)
     max_future_skew_ms: int = Field(86_400_000, ge=0, description="events further in the future are dead-lettered")
+    ready_max_lag: int = Field(10_000, ge=0, description="records behind the high watermarks (summed over the "
+                               "assigned partitions) above which /readyz answers 503")
+    alive_max_stall_s: float = Field(60.0, gt=1, description="seconds without a turn of the worker's event loop "
+                                     "after which /healthz answers 503")
 
 
 class IngestSettings(StoreBacked):

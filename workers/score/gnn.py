@@ -89,6 +89,16 @@ class EmbeddingFollower:
     def watermark_ms(self) -> int | None:
         return None if self.scorer is None else self.scorer.watermark_ms
 
+    def model_check(self) -> tuple[bool, str]:
+        """Whether a model is serving, for the score worker's /readyz."""
+        if self.scorer is not None:
+            return True, f"serving model {self.model_version} with embeddings {self.embedding_version}"
+        detail = (f"no GNN model serving yet: waiting for embeddings in {self.embeddings_dir} (the refresh "
+                  f"worker writes them) of a bundle in {self.model_dir} (the train worker publishes it)")
+        if self.stats.last_error is not None:
+            detail += f"; last poll failed: {self.stats.last_error}"
+        return False, detail
+
     def close(self) -> None:
         if self._store is not None:
             self._store.close()

@@ -33,6 +33,7 @@ from graph_store import GraphStore, Neighbour
 from stream.events import Follow, Interaction, Invalid, encode_recommendation_items
 from workers.runtime import metrics as m
 from workers.runtime.decode import IngestCore, store_trusts_decoder
+from workers.runtime.health import Check, consumer_checks
 from stream.kafka.batch_consumer import TP, BatchConsumer, RawRecord
 from models.live.quality import OnlineQuality
 from workers.runtime.process_tuning import HeapFreezer
@@ -154,6 +155,13 @@ class ScoreLoop:
     def close(self) -> None:
         self.freezer.close()
         self.store.close()
+
+    def readiness(self) -> dict[str, Check]:
+        """/readyz: partitions assigned, caught up within ``ready_max_lag``, in GNN mode a model serving."""
+        checks = consumer_checks(self.consumer, self.settings.ready_max_lag)
+        if self.gnn is not None:
+            checks["model"] = self.gnn.model_check()
+        return checks
 
     def maybe_poll_embeddings(self, *, force: bool = False) -> None:
         """Catch up with the embedding store / model dir every ``embeddings_poll_s``."""

@@ -28,6 +28,7 @@ from workers.runtime import metrics as m
 from workers.runtime.decode import PreparedBatch
 from models.live.bundle import ModelBundle, publish
 from models.live.train import LiveTrainConfig, NotEnoughDataError, train_bundle
+from workers.runtime.health import Check
 from workers.runtime.replica import ReplicaFeed
 from workers.runtime.settings import TrainSettings
 from workers.runtime.stores import open_store
@@ -101,6 +102,10 @@ class TrainLoop:
     def close(self) -> None:
         self.feed.export_gauges(force=True)
         self.store.close()
+
+    def readiness(self) -> dict[str, Check]:
+        """/readyz: the replica's checks (the trainer makes models; it needs none to start)."""
+        return self.feed.readiness()
 
     @property
     def pending_records(self) -> int:

@@ -20,6 +20,7 @@ from models.live.prior import item_log_popularity
 from models.live.refresher import Refresher
 from models.live.scorer import GnnScorer, ScorerSettings
 from models.live.train import LiveTrainConfig, train_bundle
+from tests.conftest import shared_file
 
 CFG = LiveTrainConfig(dim=16, num_layers=2, lightgcn_epochs=3, srgnn_epochs=1, social_epochs=1)
 
@@ -29,9 +30,7 @@ pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 @pytest.fixture(scope="module")
 def yoochoose_events(shared_data: Path) -> list[Interaction]:
-    path = shared_data / "yoochoose" / "sessionrec_100k" / "yoochoose-clicks-100k_train_full.txt"
-    if not path.exists():
-        pytest.skip(f"{path} is absent (the yoochoose 100k slice of ../shared/data)")
+    path = shared_file(shared_data, "yoochoose/sessionrec_100k/yoochoose-clicks-100k_train_full.txt")
     return list(itertools.islice(iter(read_events(path)), 8000))
 
 
