@@ -20,6 +20,7 @@ from __future__ import annotations
 import asyncio
 import dataclasses
 import json
+import os
 import random
 import sys
 import tempfile
@@ -30,7 +31,7 @@ from aiokafka import AIOKafkaConsumer, TopicPartition
 
 from stream.events import Interaction, decode_recommendation
 from workers.runtime.launch import WorkerProcess, metric_sum
-from workers.runtime.settings import WorkerSettings
+from workers.runtime.settings import SettingsError, WorkerSettings, load_settings
 
 DEFAULT_PORTS = {"ingest": 9101, "score": 9102, "refresh": 9103, "train": 9104}
 
@@ -53,7 +54,8 @@ class Collector:
         self.settings = settings
         self.quiet = quiet
         self.from_beginning = from_beginning
-        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+        self.consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                         **settings.kafka_security().aiokafka_options())
         self.counts = {"next_item": 0, "social": 0}
         self.dead_letters = 0
         self.latencies_ms: list[float] = []
@@ -118,7 +120,7 @@ async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio
                    model_ready: asyncio.Event) -> None:
     from stream.events.badinput import malformed_samples
     from stream.kafka.producer import EventProducer
-    producer = EventProducer(bootstrap, settings.topics())
+    producer = EventProducer(bootstrap, settings.topics(), security=settings.kafka_security())
     await producer.start()
     rng = random.Random(args.seed)
     events = demo_events(args)
@@ -218,8 +220,9 @@ def _status_line(state: dict, col: Collector, ingest: WorkerProcess, score: Work
 
 async def _run(args, bootstrap: str, embedded: bool, workdir: Path, broker_name: str = "") -> dict:
     from stream.kafka.topics import ensure_topics
+    from workers.runtime.security import verified_security
     settings = WorkerSettings(bootstrap_servers=bootstrap)
-    await ensure_topics(bootstrap, settings.topics())
+    await ensure_topics(bootstrap, settings.topics(), security=await verified_security(settings))
     env = {"KAFKA_BOOTSTRAP_SERVERS": bootstrap}
     models, embeddings = ["--model-dir", str(workdir / "models")], ["--embeddings-dir", str(workdir / "embeddings")]
     # Small, frequent trainings so a model is out within the first seconds of the demo.
@@ -324,6 +327,12 @@ def run(args) -> int:
         except (FormatError, FileNotFoundError, ValueError) as exc:
             print(f"gnnrec demo: {exc}", file=sys.stderr)
             return 2
+    from stream.brokers.env import BOOTSTRAP_ENV
+    security = load_settings(WorkerSettings).security_protocol  # the workers read the same environment
+    if security != "PLAINTEXT" and not os.environ.get(BOOTSTRAP_ENV, "").strip():
+        raise SettingsError(f"the embedded broker is plaintext on loopback, but the security protocol is {security} "
+                            "(GNNREC_SECURITY_PROTOCOL / KAFKA_SECURITY_PROTOCOL): unset it and the SASL and SSL "
+                            f"settings, or set {BOOTSTRAP_ENV} to a broker that speaks {security}")
     workdir = args.data_dir or Path(tempfile.mkdtemp(prefix="gnnrec-demo-"))
     with broker_from_env_or_embedded(log_dir=workdir) as broker:
         embedded = broker.name != "external"

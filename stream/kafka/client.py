@@ -16,7 +16,9 @@ in the caller, instead of becoming a dead letter later; each event is keyed by i
 user's events stay in order in one partition. :class:`RecommendationReader` reads every
 partition of the two recommendation topics (no consumer group: every reader sees everything)
 and keeps the newest recommendation of each kind per user, at most ``max_users`` users (the
-least recently updated are forgotten first). ``deploy/examples/sync_client.py`` runs both.
+least recently updated are forgotten first). Both take ``security=`` (a
+:class:`stream.kafka.security.KafkaSecurity`) for brokers that need TLS or SASL.
+``deploy/examples/sync_client.py`` runs both.
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ from typing import Literal
 from kafka import KafkaConsumer, KafkaProducer, TopicPartition
 
 from stream.events import Follow, Interaction, Recommendation, decode_recommendation, encode
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 from stream.kafka.topics import TopicSettings
 
 Kind = Literal["next_item", "social"]
@@ -36,11 +39,11 @@ class EventPublisher:
     """Clicks and follows to the ``interactions`` and ``follows`` topics, synchronously."""
 
     def __init__(self, bootstrap_servers: str, topics: TopicSettings = TopicSettings(), *,
-                 linger_ms: int = 5, **kafka_options) -> None:
+                 linger_ms: int = 5, security: KafkaSecurity = PLAINTEXT, **kafka_options) -> None:
         self.topics = topics
         # acks=all and idempotence: a retried send is never stored twice.
         self._producer = KafkaProducer(bootstrap_servers=bootstrap_servers, acks="all", enable_idempotence=True,
-                                       linger_ms=linger_ms, **kafka_options)
+                                       linger_ms=linger_ms, **security.kafka_python_options(), **kafka_options)
 
     def click(self, user_id: str, item_id: str, *, session_id: str | None = None, ts: int | None = None,
               kind: str = "click", weight: float | None = None) -> None:
@@ -81,12 +84,13 @@ class RecommendationReader:
     """The newest next-item and social recommendation of each user, read from both topics."""
 
     def __init__(self, bootstrap_servers: str, topics: TopicSettings = TopicSettings(), *,
-                 from_beginning: bool = False, max_users: int = 1_000_000, **kafka_options) -> None:
+                 from_beginning: bool = False, max_users: int = 1_000_000, security: KafkaSecurity = PLAINTEXT,
+                 **kafka_options) -> None:
         self.topics = topics
         self.max_users = max_users
         self._latest: OrderedDict[str, dict[str, Recommendation]] = OrderedDict()
         self._consumer = KafkaConsumer(bootstrap_servers=bootstrap_servers, enable_auto_commit=False,
-                                       group_id=None, **kafka_options)
+                                       group_id=None, **security.kafka_python_options(), **kafka_options)
         names = (topics.next_item, topics.social)
         parts = [TopicPartition(t, p) for t in names for p in sorted(self._partitions(t))]
         self._consumer.assign(parts)

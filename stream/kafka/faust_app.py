@@ -11,13 +11,17 @@ from pathlib import Path
 
 import faust
 
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 
-def make_faust_app(app_id: str, bootstrap: str, datadir: Path, *, partitions: int = 4) -> faust.App:
-    """A faust App configured for gnnrec workers (broker, data dir, short session timeouts)."""
+
+def make_faust_app(app_id: str, bootstrap: str, datadir: Path, *, partitions: int = 4,
+                   security: KafkaSecurity = PLAINTEXT) -> faust.App:
+    """A faust App configured for gnnrec workers (broker and its TLS/SASL, data dir, short session timeouts)."""
     datadir.mkdir(parents=True, exist_ok=True)
     return faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
+        broker_credentials=security.faust_credentials(),
         datadir=str(datadir),
         # faust's own aiohttp web server is off; each worker serves Prometheus /metrics instead.
         web_enabled=False,

@@ -21,6 +21,7 @@ from aiokafka.errors import KafkaConnectionError
 from tqdm import tqdm
 
 from stream.events import DeadLetter, Follow, Interaction, Recommendation, encode
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 from stream.kafka.topics import TopicSettings, key_for
 
 log = logging.getLogger(__name__)
@@ -59,12 +60,13 @@ class EventProducer:
         max_batch_size: bytes per partition batch.
         max_pending: outstanding delivery futures before the oldest half is awaited.
         start_timeout_s: how long :meth:`start` retries while the broker is still starting.
+        security: TLS and SASL of the connections (default plaintext).
     """
 
     def __init__(self, bootstrap: str, settings: TopicSettings | None = None, *, acks: int | str = 1,
                  linger_ms: int = DEFAULT_LINGER_MS, max_batch_size: int = 65_536, max_pending: int = 20_000,
                  compression_type: str | None = None, client_id: str = "gnnrec-producer",
-                 start_timeout_s: float = 30.0) -> None:
+                 start_timeout_s: float = 30.0, security: KafkaSecurity = PLAINTEXT) -> None:
         if acks not in (0, 1, "all"):
             raise ValueError(f"acks must be 0, 1 or 'all', got {acks!r}")
         if max_pending < 2:
@@ -75,7 +77,7 @@ class EventProducer:
         self._start_timeout_s = start_timeout_s
         self._producer = AIOKafkaProducer(
             bootstrap_servers=bootstrap, acks=acks, linger_ms=linger_ms, max_batch_size=max_batch_size,
-            compression_type=compression_type, client_id=client_id)
+            compression_type=compression_type, client_id=client_id, **security.aiokafka_options())
         self._pending: deque[asyncio.Future] = deque()
         self.sent = 0  # records handed to the client (delivered once flush() returns)
 

@@ -12,6 +12,7 @@ from stream.events import (
     DeadLetter, Invalid, Recommendation, decode_dead_letter, decode_follow, decode_interaction,
     decode_recommendation,
 )
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 from stream.kafka.topics import CONSUMER_DEFAULTS, TopicSettings
 
 _SHOWN_ITEMS = 5
@@ -80,7 +81,7 @@ def format_record(topic: str, raw: bytes | None, *, settings: TopicSettings | No
 
 async def tail(bootstrap: str, topic: str, *, from_beginning: bool = False, limit: int | None = None,
                out: TextIO = sys.stdout, group: str | None = None, settings: TopicSettings | None = None,
-               idle_timeout_s: float | None = None) -> int:
+               idle_timeout_s: float | None = None, security: KafkaSecurity = PLAINTEXT) -> int:
     """Print ``[partition:offset] <format_record line>`` for each record of ``topic``.
 
     Stops after ``limit`` records, after ``idle_timeout_s`` without a record, or when cancelled;
@@ -93,7 +94,8 @@ async def tail(bootstrap: str, topic: str, *, from_beginning: bool = False, limi
         return 0
     consumer = AIOKafkaConsumer(
         topic, bootstrap_servers=bootstrap, group_id=group, enable_auto_commit=group is not None,
-        auto_offset_reset="earliest" if from_beginning else "latest", **CONSUMER_DEFAULTS)
+        auto_offset_reset="earliest" if from_beginning else "latest", **CONSUMER_DEFAULTS,
+        **security.aiokafka_options())
     await consumer.start()
     loop = asyncio.get_running_loop()
     printed, last_seen = 0, loop.time()

@@ -18,6 +18,7 @@ from aiokafka.errors import KafkaError, for_code
 from pydantic import BaseModel, ConfigDict, Field
 
 from stream.events import DeadLetter, Follow, Interaction, Recommendation
+from stream.kafka.security import PLAINTEXT, KafkaSecurity
 
 log = logging.getLogger(__name__)
 
@@ -86,7 +87,8 @@ class TopicSetupError(RuntimeError):
     """The broker could not be reached or refused to create a topic."""
 
 
-async def ensure_topics(bootstrap: str, settings: TopicSettings, timeout_s: float = 30) -> None:
+async def ensure_topics(bootstrap: str, settings: TopicSettings, timeout_s: float = 30, *,
+                        security: KafkaSecurity = PLAINTEXT) -> None:
     """Create the missing topics of ``settings``; existing ones are left as they are.
 
     Idempotent. Retries while the broker is still starting, then waits until every
@@ -94,7 +96,8 @@ async def ensure_topics(bootstrap: str, settings: TopicSettings, timeout_s: floa
     """
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
-    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000))
+    admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
+                                **security.aiokafka_options())
     last_error: BaseException | None = None
     try:
         while True:

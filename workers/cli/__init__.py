@@ -29,7 +29,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return args.handler(args)
+    from workers.runtime.settings import SettingsError  # loaded with the parsers already
+    try:
+        return args.handler(args)
+    except SettingsError as exc:
+        command = " ".join(filter(None, (args.command, getattr(args, "worker", None))))
+        print(f"gnnrec {command}: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -9,6 +9,7 @@ import sys
 import time
 from pathlib import Path
 
+from workers.runtime.security import verified_security
 from workers.runtime.settings import WorkerSettings, add_settings_arguments, settings_from_args
 
 
@@ -61,7 +62,8 @@ async def _produce(args, settings: WorkerSettings) -> dict:
     from stream.kafka.producer import EventProducer, replay
     from stream.kafka.topics import ensure_topics
     bootstrap = settings.require_bootstrap()
-    await ensure_topics(bootstrap, settings.topics())
+    security = await verified_security(settings)
+    await ensure_topics(bootstrap, settings.topics(), security=security)
     if args.file is not None:
         from stream.formats import read_events
         events = read_events(args.file, args.format, limit=args.limit, time_step_ms=args.time_step_ms)
@@ -69,7 +71,7 @@ async def _produce(args, settings: WorkerSettings) -> dict:
         from stream.simulator import Simulator, SimulatorSettings
         events = Simulator(SimulatorSettings(seed=args.seed)).events(
             start_ms=int(time.time() * 1000), n=args.simulate, step_ms=1)
-    producer = EventProducer(bootstrap, settings.topics(), linger_ms=args.linger_ms)
+    producer = EventProducer(bootstrap, settings.topics(), linger_ms=args.linger_ms, security=security)
     await producer.start()
     try:
         stats = await replay(events, producer, rate_eps=args.rate, limit=args.limit,
@@ -89,21 +91,28 @@ def run_produce(args) -> int:
     return 0
 
 
-def run_consume(args) -> int:
+async def _consume(args, settings: WorkerSettings) -> None:
     from stream.kafka.tail import tail
+    await tail(settings.require_bootstrap(), args.topic, from_beginning=args.from_beginning, limit=args.limit,
+               security=await verified_security(settings))
+
+
+def run_consume(args) -> int:
     settings = settings_from_args(WorkerSettings, args)
     try:
-        asyncio.run(tail(settings.require_bootstrap(), args.topic,
-                         from_beginning=args.from_beginning, limit=args.limit))
+        asyncio.run(_consume(args, settings))
     except KeyboardInterrupt:
         pass
     return 0
 
 
-def run_topics(args) -> int:
+async def _topics(settings: WorkerSettings) -> None:
     from stream.kafka.topics import ensure_topics
-    settings = settings_from_args(WorkerSettings, args)
-    asyncio.run(ensure_topics(settings.require_bootstrap(), settings.topics()))
+    await ensure_topics(settings.require_bootstrap(), settings.topics(), security=await verified_security(settings))
+
+
+def run_topics(args) -> int:
+    asyncio.run(_topics(settings_from_args(WorkerSettings, args)))
     return 0
 
 

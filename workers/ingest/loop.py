@@ -55,14 +55,16 @@ class IngestLoop:
                                       limits.max_bytes, SCHEMA_VERSION)
         self.committed: dict[TP, int] = dict(store.committed_offsets())
         bootstrap = settings.require_bootstrap()
+        security = settings.kafka_security()
         self.consumer = BatchConsumer(
             bootstrap, [topics.interactions, topics.follows], group_id=settings.group_id,
             stored_offsets=lambda: self.committed, max_records=settings.batch_max,
             timeout_ms=settings.batch_timeout_ms, client_id=f"gnnrec-{worker}",
             on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True),
-            chunks=self.stage is not None and settings.fetch_chunks == "on")
+            chunks=self.stage is not None and settings.fetch_chunks == "on", security=security)
         m.INGEST_PATH.labels(worker, type(store).__name__, "chunks" if self.consumer.chunks else "records").set(1)
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all")
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
+                                         **security.aiokafka_options())
         # The loop keeps almost nothing (the native store's state is not Python objects), but
         # every fetch allocates thousands of records, and each automatic full collection walked
         # the whole import-time heap: with it frozen the fetch stage costs ~1.1-1.4 µs per event

@@ -47,7 +47,7 @@ class ReplicaFeed:
             settings.require_bootstrap(), [topics.interactions, topics.follows], group_id=settings.group_id,
             stored_offsets=lambda: self.seen, max_records=settings.batch_max,
             timeout_ms=settings.batch_timeout_ms, client_id=f"gnnrec-{worker}",
-            on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True))
+            on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True), security=settings.kafka_security())
         self.applied = 0
         self._last_gauges = 0.0
 

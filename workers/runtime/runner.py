@@ -13,6 +13,7 @@ from mode import Service
 
 from stream.kafka.faust_app import make_faust_app
 from workers.runtime.health import Check, HealthServer, HealthState
+from workers.runtime.security import verified_security_blocking
 from workers.runtime.settings import StoreBacked
 
 log = logging.getLogger(__name__)
@@ -81,11 +82,12 @@ def run_faust_worker(name: str, service: LoopService, settings: StoreBacked) -> 
     # score worker's time even when nothing printed them.
     logging.getLogger("aiokafka").setLevel(max(logging.INFO, logging.getLevelName(settings.log_level)))
     bootstrap = settings.require_bootstrap()
+    security = verified_security_blocking(settings)  # a refused password stops the worker here, named
     server = HealthServer(service.health, settings.metrics_host, settings.metrics_port)
     # One line on stdout that launchers (the demo, tests) parse to find the metrics endpoint.
     print(f"gnnrec-{name} metrics http://{settings.metrics_host}:{server.port}/metrics", flush=True)
     app = make_faust_app(f"gnnrec-{name}-app-{settings.group_id}", bootstrap,
-                         settings.data_dir / "faust", partitions=settings.partitions)
+                         settings.data_dir / "faust", partitions=settings.partitions, security=security)
     worker = Worker(app, service, loglevel=settings.log_level, quiet=True, redirect_stdouts=False)
     # GNNREC_PROFILE=<file>: cProfile the whole worker and write the stats there on a clean stop
     # (how the per-event costs in docs/serving.md were found).

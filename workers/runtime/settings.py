@@ -1,8 +1,10 @@
 """One frozen settings object per worker; every CLI flag has an environment-variable twin.
 
 Precedence: command-line flag > environment variable > default. The environment name of a
-field is ``GNNREC_<FIELD>`` (``--batch-max`` ↔ ``GNNREC_BATCH_MAX``), except the broker
-address, which also honours the conventional ``KAFKA_BOOTSTRAP_SERVERS``.
+field is ``GNNREC_<FIELD>`` (``--batch-max`` ↔ ``GNNREC_BATCH_MAX``); the broker address also
+honours the conventional ``KAFKA_BOOTSTRAP_SERVERS``, and the security protocol and SASL
+settings ``KAFKA_SECURITY_PROTOCOL``, ``KAFKA_SASL_MECHANISM``, ``KAFKA_SASL_USERNAME`` and
+``KAFKA_SASL_PASSWORD``. Passwords are ``SecretStr``: ``repr``, logs and ``--help`` never show them.
 """
 from __future__ import annotations
 
@@ -10,18 +12,30 @@ import argparse
 from pathlib import Path
 from typing import Any, Literal, TypeVar, get_args, get_origin
 
-from pydantic import AliasChoices, Field, model_validator
+from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from stream.kafka.security import KafkaSecurity, SaslMechanism, SecurityConfigError, SecurityProtocol
 from stream.kafka.topics import TopicSettings
 
 S = TypeVar("S", bound="WorkerSettings")
 
 
+class SettingsError(ValueError):
+    """Settings given by flags and environment that cannot work; the message names each one by
+    its flag and environment variable."""
+
+
+def _env(name: str, *conventional: str) -> AliasChoices:
+    """The field's own name (keyword argument), ``GNNREC_<NAME>``, then conventional variables."""
+    return AliasChoices(name, "GNNREC_" + name.upper(), *conventional)
+
+
 class WorkerSettings(BaseSettings):
     """What every worker shares: where the broker is, topic names, metrics, logging."""
 
-    model_config = SettingsConfigDict(frozen=True, env_prefix="GNNREC_", extra="ignore")
+    # Errors never echo the input: it holds the environment, passwords included.
+    model_config = SettingsConfigDict(frozen=True, env_prefix="GNNREC_", extra="ignore", hide_input_in_errors=True)
 
     bootstrap_servers: str | None = Field(
         default=None,
@@ -40,6 +54,40 @@ class WorkerSettings(BaseSettings):
     metrics_port: int = Field(0, ge=0, description="port of the Prometheus /metrics endpoint (0 = any free port)")
     metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
+    security_protocol: SecurityProtocol = Field(
+        "PLAINTEXT", validation_alias=_env("security_protocol", "KAFKA_SECURITY_PROTOCOL"),
+        description="how every Kafka connection is made: PLAINTEXT, SSL (TLS), SASL_PLAINTEXT or SASL_SSL")
+    sasl_mechanism: SaslMechanism = Field(
+        "PLAIN", validation_alias=_env("sasl_mechanism", "KAFKA_SASL_MECHANISM"),
+        description="SASL mechanism of the SASL_* protocols")
+    sasl_username: str | None = Field(None, validation_alias=_env("sasl_username", "KAFKA_SASL_USERNAME"),
+                                      description="SASL user name")
+    sasl_password: SecretStr | None = Field(
+        None, validation_alias=_env("sasl_password", "KAFKA_SASL_PASSWORD"),
+        description="SASL password (prefer the environment variable: a flag shows in the process list)")
+    ssl_cafile: Path | None = Field(None, description="PEM file of the CAs that sign the brokers' certificates "
+                                                      "(unset: the system's CAs)")
+    ssl_certfile: Path | None = Field(None, description="PEM client certificate, for brokers that ask for one")
+    ssl_keyfile: Path | None = Field(None, description="PEM private key of the client certificate")
+    ssl_key_password: SecretStr | None = Field(None, description="password of the client key, if it has one")
+    ssl_check_hostname: bool = Field(True, description="check that the broker's certificate names the host "
+                                                       "connected to (true/false)")
+
+    @model_validator(mode="after")
+    def _check_security(self) -> "WorkerSettings":
+        try:
+            self.kafka_security()
+        except SecurityConfigError as exc:
+            raise ValueError(security_error(exc)) from None
+        return self
+
+    def kafka_security(self) -> KafkaSecurity:
+        """How this process's Kafka clients encrypt and authenticate (stream/kafka/security.py)."""
+        return KafkaSecurity(
+            protocol=self.security_protocol, sasl_mechanism=self.sasl_mechanism,
+            sasl_username=self.sasl_username, sasl_password=self.sasl_password, ssl_cafile=self.ssl_cafile,
+            ssl_certfile=self.ssl_certfile, ssl_keyfile=self.ssl_keyfile, ssl_key_password=self.ssl_key_password,
+            ssl_check_hostname=self.ssl_check_hostname)
 
     def topics(self) -> TopicSettings:
         return TopicSettings(
@@ -166,12 +214,31 @@ class TrainSettings(ReplicaSettings):
     train_threads: int = Field(1, ge=1, description="torch threads of a training run")
 
 
+def env_names(cls: type[BaseSettings], name: str) -> list[str]:
+    """The environment variables a field is read from, in the order they are looked up."""
+    alias = cls.model_fields[name].validation_alias
+    if isinstance(alias, AliasChoices):
+        return [c for c in alias.choices if isinstance(c, str) and c.isupper()]
+    return ["GNNREC_" + name.upper()]
+
+
+def describe_setting(name: str, cls: type[BaseSettings] = WorkerSettings) -> str:
+    """``--sasl-password (env GNNREC_SASL_PASSWORD / KAFKA_SASL_PASSWORD)`` for a field name."""
+    if name not in cls.model_fields:
+        return name
+    return f"--{name.replace('_', '-')} (env {' / '.join(env_names(cls, name))})"
+
+
+def security_error(exc: SecurityConfigError) -> str:
+    """A security problem, the setting at fault named by its flag and environment variables."""
+    return f"{describe_setting(exc.setting)}: {exc.problem}"
+
+
 def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettings]) -> None:
     """One ``--flag`` per settings field, defaulting to None so env/defaults apply underneath."""
     for name, field in cls.model_fields.items():
         flag = "--" + name.replace("_", "-")
-        env = "KAFKA_BOOTSTRAP_SERVERS / GNNREC_BOOTSTRAP_SERVERS" if name == "bootstrap_servers" \
-            else "GNNREC_" + name.upper()
+        env = " / ".join(env_names(cls, name))
         default = field.default
         help_text = f"{field.description or name} (env {env}; default {default})"
         kwargs: dict[str, Any] = {"default": None, "help": help_text, "dest": name}
@@ -182,5 +249,20 @@ def add_settings_arguments(parser: argparse.ArgumentParser, cls: type[BaseSettin
 
 
 def settings_from_args(cls: type[S], args: argparse.Namespace) -> S:
-    given = {name: getattr(args, name) for name in cls.model_fields if getattr(args, name, None) is not None}
-    return cls(**given)
+    """The settings of ``cls`` from parsed flags over the environment (see :func:`load_settings`)."""
+    return load_settings(cls, **{name: getattr(args, name) for name in cls.model_fields
+                                 if getattr(args, name, None) is not None})
+
+
+def load_settings(cls: type[S], **given: Any) -> S:
+    """``cls(**given)`` over the environment; :class:`SettingsError`, each problem named by its
+    flag and environment variable, if they are invalid."""
+    try:
+        return cls(**given)
+    except ValidationError as exc:
+        problems = []
+        for error in exc.errors():
+            message = str(error["msg"]).removeprefix("Value error, ")
+            loc = [str(part) for part in error["loc"]]
+            problems.append(f"{describe_setting(loc[0], cls)}: {message}" if loc else message)
+        raise SettingsError("; ".join(problems)) from None

@@ -106,18 +106,19 @@ class ScoreLoop:
         self._in_flight: tuple[list, dict[TP, int]] = ([], self._acked)  # last batch's sends, its offsets
         self._last_scored_save = 0.0
         bootstrap = settings.require_bootstrap()
+        security = settings.kafka_security()
         self.consumer = BatchConsumer(
             bootstrap, [self.topics.interactions, self.topics.follows], group_id=settings.group_id,
             stored_offsets=lambda: self.committed, max_records=settings.batch_max,
             timeout_ms=settings.batch_timeout_ms, client_id=f"gnnrec-{worker}",
             on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True),
             # A fetch returns as soon as any record is there; waiting less keeps latency low.
-            fetch_max_wait_ms=10)
+            fetch_max_wait_ms=10, security=security)
         # One fetch's recommendations (~1 KB each) fit one batch per partition: with aiokafka's
         # 16 KB default a burst of a few hundred events queued behind dozens of round trips.
         # 512 KB stays under Apache Kafka's default 1 MB message.max.bytes.
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1,
-                                         max_batch_size=512 * 1024)
+                                         max_batch_size=512 * 1024, **security.aiokafka_options())
         self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
         self._trending = _trending_from(store, 8 * settings.k)
         self.emitted = {"next_item": 0, "social": 0}

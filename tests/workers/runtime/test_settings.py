@@ -1,12 +1,15 @@
-"""Every CLI flag has an environment twin; flags win over the environment, which wins over defaults."""
+"""Every CLI flag has an environment twin; flags win over the environment, which wins over defaults;
+security settings are checked up front and keep their secrets out of every rendering."""
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 
-from workers.runtime.settings import IngestSettings, ScoreSettings, add_settings_arguments, settings_from_args
+from workers.runtime.settings import (IngestSettings, ScoreSettings, SettingsError, add_settings_arguments,
+                                      settings_from_args)
 
 
 def _parse(cls, argv):
@@ -47,3 +50,87 @@ def test_settings_are_frozen_and_validated():
         IngestSettings(batch_max=0)
     with pytest.raises(ValueError, match="KAFKA_BOOTSTRAP_SERVERS"):
         IngestSettings(bootstrap_servers=None).require_bootstrap()
+
+
+SECURITY_VARS = ("GNNREC_SECURITY_PROTOCOL", "KAFKA_SECURITY_PROTOCOL", "GNNREC_SASL_MECHANISM", "KAFKA_SASL_MECHANISM",
+                 "GNNREC_SASL_USERNAME", "KAFKA_SASL_USERNAME", "GNNREC_SASL_PASSWORD", "KAFKA_SASL_PASSWORD",
+                 "GNNREC_SSL_CAFILE", "GNNREC_SSL_CERTFILE", "GNNREC_SSL_KEYFILE", "GNNREC_SSL_KEY_PASSWORD",
+                 "GNNREC_SSL_CHECK_HOSTNAME")
+
+
+@pytest.fixture
+def no_security_env(monkeypatch):
+    for var in SECURITY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def test_security_defaults_to_plaintext(no_security_env):
+    security = _parse(IngestSettings, []).kafka_security()
+    assert security.protocol == "PLAINTEXT" and security.aiokafka_options() == {}
+
+
+def test_security_from_the_environment_only(no_security_env, tmp_path):
+    ca = tmp_path / "ca.pem"
+    ca.write_text("-")
+    for var, value in {"GNNREC_SECURITY_PROTOCOL": "SASL_SSL", "GNNREC_SASL_MECHANISM": "SCRAM-SHA-512",
+                       "GNNREC_SASL_USERNAME": "alice", "GNNREC_SASL_PASSWORD": "pw-from-env",
+                       "GNNREC_SSL_CAFILE": str(ca), "GNNREC_SSL_CHECK_HOSTNAME": "false"}.items():
+        no_security_env.setenv(var, value)
+    security = _parse(ScoreSettings, []).kafka_security()
+    assert (security.protocol, security.sasl_mechanism) == ("SASL_SSL", "SCRAM-SHA-512")
+    assert security.sasl_username == "alice"
+    assert security.sasl_password.get_secret_value() == "pw-from-env"
+    assert security.ssl_cafile == ca and security.ssl_check_hostname is False
+    assert _parse(ScoreSettings, ["--sasl-username", "bob"]).sasl_username == "bob"  # the flag wins
+
+
+def test_security_accepts_the_conventional_kafka_variables(no_security_env):
+    for var, value in {"KAFKA_SECURITY_PROTOCOL": "SASL_PLAINTEXT", "KAFKA_SASL_MECHANISM": "PLAIN",
+                       "KAFKA_SASL_USERNAME": "alice", "KAFKA_SASL_PASSWORD": "pw"}.items():
+        no_security_env.setenv(var, value)
+    assert _parse(IngestSettings, []).kafka_security().describe() == "SASL_PLAINTEXT (PLAIN as alice)"
+    no_security_env.setenv("GNNREC_SASL_USERNAME", "gnnrec-user")  # the project's own name comes first
+    assert _parse(IngestSettings, []).sasl_username == "gnnrec-user"
+
+
+def test_secrets_stay_out_of_repr_help_and_errors(no_security_env, tmp_path):
+    no_security_env.setenv("GNNREC_SASL_PASSWORD", "hunter2-secret")
+    no_security_env.setenv("GNNREC_SSL_KEY_PASSWORD", "key-secret-9")
+    no_security_env.setenv("GNNREC_SECURITY_PROTOCOL", "SASL_SSL")
+    no_security_env.setenv("GNNREC_SASL_USERNAME", "alice")
+    settings = IngestSettings(ssl_certfile=Path(__file__), ssl_keyfile=Path(__file__))
+    shown = repr(settings) + str(settings) + repr(settings.kafka_security()) + str(settings.model_dump())
+    assert "hunter2-secret" not in shown and "key-secret-9" not in shown
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser, IngestSettings)
+    assert "hunter2-secret" not in parser.format_help()
+    with pytest.raises(ValidationError) as info:
+        IngestSettings(ssl_cafile=tmp_path / "missing.pem")
+    assert "hunter2-secret" not in str(info.value)
+
+
+def test_sasl_needs_a_user_and_password_named_by_flag(no_security_env):
+    with pytest.raises(SettingsError, match=r"--sasl-username \(env GNNREC_SASL_USERNAME / KAFKA_SASL_USERNAME\)"):
+        _parse(IngestSettings, ["--security-protocol", "SASL_SSL"])
+    with pytest.raises(SettingsError, match=r"--sasl-password \(env GNNREC_SASL_PASSWORD / KAFKA_SASL_PASSWORD\)"):
+        _parse(IngestSettings, ["--security-protocol", "SASL_SSL", "--sasl-username", "alice"])
+    with pytest.raises(SettingsError, match="does not use SASL"):
+        _parse(IngestSettings, ["--sasl-username", "alice"])
+
+
+def test_ssl_files_must_exist_named_by_flag(no_security_env, tmp_path):
+    missing = tmp_path / "ca.pem"
+    with pytest.raises(SettingsError, match=r"--ssl-cafile \(env GNNREC_SSL_CAFILE\): .*ca.pem does not exist"):
+        _parse(IngestSettings, ["--security-protocol", "SSL", "--ssl-cafile", str(missing)])
+    with pytest.raises(SettingsError, match=r"--ssl-keyfile \(env GNNREC_SSL_KEYFILE\)"):
+        _parse(IngestSettings, ["--security-protocol", "SSL", "--ssl-keyfile", str(missing)])
+
+
+def test_invalid_flags_are_one_settings_error_naming_each(no_security_env):
+    with pytest.raises(SettingsError, match=r"--batch-max \(env GNNREC_BATCH_MAX\): Input should be greater"):
+        _parse(IngestSettings, ["--batch-max", "0"])
+    parser = argparse.ArgumentParser()
+    add_settings_arguments(parser, IngestSettings)
+    help_text = parser.format_help()
+    assert "GNNREC_SECURITY_PROTOCOL / KAFKA_SECURITY_PROTOCOL" in help_text and "SCRAM-SHA-512" in help_text
