@@ -24,8 +24,6 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, NamedTuple
 
 from aiokafka import AIOKafkaProducer
 
@@ -38,55 +36,12 @@ from stream.kafka.batch_consumer import TP, BatchConsumer, RawRecord
 from models.live.quality import OnlineQuality
 from workers.runtime.process_tuning import HeapFreezer
 from models.live.baselines import next_item_transitions, social_followees
-from models.live.trending import TrendingTop
 from workers.score.coalesce import superseded
+from workers.score.parts import Pending, Scored, make_follower, trending_from
 from workers.score.offsets import load_offsets, save_offsets
 from workers.runtime.settings import ScoreSettings
 
-if TYPE_CHECKING:
-    from workers.score.gnn import EmbeddingFollower
-
 log = logging.getLogger(__name__)
-
-
-class Scored(NamedTuple):
-    """One recommendation to emit, with what produced it (``recommender``: gnn | transitions).
-    A named tuple: the worker builds two per event."""
-
-    user_id: str
-    session_id: str | None
-    kind: str
-    items: list[tuple[str, float]]
-    recommender: str
-    model_version: str
-    embedding_version: str | None = None
-
-
-@dataclass
-class _Pending:
-    """One applied event awaiting its recommendations (GNN ones are answered per batch)."""
-
-    rec: RawRecord
-    event: Interaction | Follow
-    outs: list[Scored] = field(default_factory=list)
-    next_request: list[str] | None = None
-    next_successors: list[tuple[str, float]] | None = None  # the transition prior's inputs
-    social_request: tuple[str, list[str], list[str]] | None = None
-
-
-def make_follower(settings: ScoreSettings) -> "EmbeddingFollower | None":
-    """The GNN side of the scorer, or None in ``transitions`` mode (torch is not even imported)."""
-    if not settings.use_gnn():
-        return None
-    import torch
-
-    from workers.score.gnn import EmbeddingFollower
-    from models.live.scorer import ScorerSettings
-    # One thread: more spin on a loaded machine and slow every per-event call ~10x.
-    torch.set_num_threads(1)
-    assert settings.model_dir is not None and settings.embeddings_dir is not None  # use_gnn() checked
-    return EmbeddingFollower(settings.model_dir, settings.embeddings_dir, settings.data_dir / "embeddings-secondary",
-                             ScorerSettings(k=settings.k, ann_threshold=settings.ann_threshold))
 
 
 class ScoreLoop:
@@ -120,7 +75,7 @@ class ScoreLoop:
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1,
                                          max_batch_size=512 * 1024, **security.aiokafka_options())
         self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
-        self._trending = _trending_from(store, 8 * settings.k)
+        self._trending = trending_from(store, 8 * settings.k)
         self.emitted = {"next_item": 0, "social": 0}
         self._last_gauges = 0.0
         self.gnn = make_follower(settings)
@@ -291,7 +246,7 @@ class ScoreLoop:
             ((weight, t_ref),) = self.store.item_popularity_state((event.item_id,))
             self._trending.update(event.item_id, weight, t_ref)
 
-    def _apply_batch(self, records: list[RawRecord]) -> list[_Pending]:
+    def _apply_batch(self, records: list[RawRecord]) -> list[Pending]:
         """Apply each record in order, collecting what it is to be answered with; a batch of
         more than ``coalesce_above`` records answers only the latest event of each session
         (next-item) and of each user (social): workers/score/coalesce.py."""
@@ -305,7 +260,7 @@ class ScoreLoop:
         return pending
 
     def _apply(self, rec: RawRecord, event=None, answer_next: bool = True,
-               answer_social: bool = True) -> _Pending | None:
+               answer_social: bool = True) -> Pending | None:
         """Apply one record and decide what it gets, reading the store *now*, before any later
         event of the batch is applied. GNN answers are only collected here (their inputs
         snapshotted) and computed for the whole batch at once by :meth:`_answer_gnn`."""
@@ -337,7 +292,7 @@ class ScoreLoop:
             self._child(m.COALESCED, self.worker, "social").inc()
         if not (answer_social or answer_next and is_interaction):
             return None
-        pending = _Pending(rec, event)
+        pending = Pending(rec, event)
         scorer = None if self.gnn is None else self.gnn.scorer
         if is_interaction and answer_next:
             items = self.store.session_items(event.session_id)
@@ -359,7 +314,7 @@ class ScoreLoop:
             pending.outs.append(self._social(user, session, event.ts, gnn=False))
         return pending
 
-    def _answer_gnn(self, pending: list[_Pending]) -> None:
+    def _answer_gnn(self, pending: list[Pending]) -> None:
         """One SR-GNN call and one social-model call for the whole batch."""
         if self.gnn is None or self.gnn.scorer is None:
             return
@@ -379,7 +334,7 @@ class ScoreLoop:
                 p.outs.append(self._gnn_scored(user, session, "social", items, ev.ts)
                               if items is not None else self._social(user, session, ev.ts, gnn=False))
 
-    async def _send(self, p: _Pending) -> list:
+    async def _send(self, p: Pending) -> list:
         futures = []
         event, rec = p.event, p.rec
         for out in p.outs:
@@ -403,12 +358,3 @@ class ScoreLoop:
             return
         self._last_gauges = now
         m.export_consumer_gauges(self.worker, self.store.counts(), self.consumer.lag(), self.committed)
-
-
-def _trending_from(store: GraphStore, capacity: int) -> TrendingTop:
-    """The trending list of what ``store`` already holds (a store that resumes from its own
-    commits replays only the tail of the log)."""
-    top = TrendingTop(store.settings.half_life_ms, capacity)
-    ids = [nb.node_id for nb in store.item_popularity(store.watermark_ms() or 0, k=capacity)]
-    top.update_many((i, w, t) for i, (w, t) in zip(ids, store.item_popularity_state(ids)))
-    return top
