@@ -250,7 +250,7 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path, broker_name:
         what = "the simulator" if args.file is None else f"{args.file}"
         say(f"replaying {what} at {args.rate:.0f} events/s into {bootstrap}; Ctrl-C stops")
         producer = asyncio.create_task(_produce(bootstrap, settings, args, stop, state, model_ready))
-        last_line, drained_since, last_check = 0.0, None, 0.0
+        last_line, drained_since, last_check, coalesced = 0.0, None, 0.0, 0.0
         try:
             while True:
                 await col.poll()
@@ -274,7 +274,11 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path, broker_name:
                     say(_status_line(state, col, workers["ingest"], workers["score"]))
                 if producer.done():
                     producer.result()
-                    done = col.counts["next_item"] >= state["interactions"]
+                    if time.monotonic() - last_check >= 1.0:  # a burst answers only each session's latest click
+                        last_check = time.monotonic()
+                        coalesced = metric_sum(await asyncio.to_thread(workers["score"].scrape),
+                                               "gnnrec_events_coalesced_total", kind="next_item")
+                    done = col.counts["next_item"] + coalesced >= state["interactions"]
                     drained_since = drained_since or time.monotonic()
                     if done or time.monotonic() - drained_since > 30:
                         break
@@ -302,6 +306,9 @@ async def _run(args, bootstrap: str, embedded: bool, workdir: Path, broker_name:
         "dead_letters": col.dead_letters,
         "dead_letters_counted": int(dead_counted),
         "recommendations": dict(col.counts),
+        # Events not answered because a later click of the same session in the same batch was.
+        "coalesced": {kind: int(metric_sum(score_samples, "gnnrec_events_coalesced_total", kind=kind))
+                      for kind in ("next_item", "social")},
         "latency_ms": latency_ms(col, score_samples),
         "source": "simulator" if args.file is None else str(args.file),
         "gnn_recommendations": col.gnn,
