@@ -87,10 +87,11 @@ def committed_total(worker: WorkerProcess, topic: str) -> int:
 
 
 async def read_topic(bootstrap: str, topic: str, partitions: int, expect: int, timeout_s: float,
-                     settle_s: float = 1.0) -> list:
+                     settle_s: float = 1.0, isolation_level: str = "read_uncommitted") -> list:
     """Records of ``topic`` until ``expect`` are read (or the timeout passes), then ``settle_s``
     more, so that extra records (duplicates) show up instead of being cut off."""
-    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False)
+    consumer = AIOKafkaConsumer(bootstrap_servers=bootstrap, enable_auto_commit=False,
+                                isolation_level=isolation_level)
     await consumer.start()
     out: list = []
     try:

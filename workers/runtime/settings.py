@@ -149,6 +149,12 @@ class ScoreSettings(StoreBacked):
     k: int = Field(20, ge=1, description="items per recommendation")
     session_context: int = Field(5, ge=1, description="recent session items the next-item baseline looks at")
     max_followees: int = Field(50, ge=1)
+    exactly_once: Literal["on", "off"] = Field(
+        "off", description="each batch's recommendations and answered offsets in one Kafka transaction (brokers "
+        "with transactions; readers use isolation_level=read_committed): workers/score/transactional.py")
+    transactional_id: str | None = Field(
+        None, description="with --exactly-once on: this worker's transactional id (default: the group id and a "
+        "digest of --data-dir, stable across restarts, distinct between workers)")
     coalesce: Literal["on", "off"] = Field("on", description="when behind, answer only the latest event of each session and user "
                            "in a fetched batch (workers/score/coalesce.py)")
     coalesce_above: int = Field(200, ge=0, description="a fetched batch of more records than this counts as behind")

@@ -39,6 +39,7 @@ from models.live.baselines import next_item_transitions, social_followees
 from workers.score.coalesce import superseded
 from workers.score.parts import Pending, Scored, make_follower, trending_from
 from workers.score.offsets import load_offsets, save_offsets
+from workers.score.transactional import answered_offsets, commit_batch, start_transactional, transactional_id
 from workers.runtime.settings import ScoreSettings
 
 log = logging.getLogger(__name__)
@@ -72,8 +73,12 @@ class ScoreLoop:
         # One fetch's recommendations (~1 KB each) fit one batch per partition: with aiokafka's
         # 16 KB default a burst of a few hundred events queued behind dozens of round trips.
         # 512 KB stays under Apache Kafka's default 1 MB message.max.bytes.
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks=1,
-                                         max_batch_size=512 * 1024, **security.aiokafka_options())
+        self._bootstrap, self._security = bootstrap, security
+        txn = {} if settings.exactly_once == "off" else {
+            "transactional_id": transactional_id(settings.group_id, settings.data_dir, settings.transactional_id),
+            "enable_idempotence": True, "acks": "all"}
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, max_batch_size=512 * 1024,
+                                         **({"acks": 1} | txn), **security.aiokafka_options())
         self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
         self._trending = trending_from(store, 8 * settings.k)
         self.emitted = {"next_item": 0, "social": 0}
@@ -95,7 +100,13 @@ class ScoreLoop:
         return child
 
     async def start(self) -> None:
-        await self.producer.start()
+        if self.settings.exactly_once == "on":
+            await start_transactional(self.producer, self._bootstrap)
+            # The committed transactions, not scored-offsets.json, say what was answered.
+            self.scored = await answered_offsets(self._bootstrap, self.settings.group_id, self._security,
+                                                 (self.topics.interactions, self.topics.follows))
+        else:
+            await self.producer.start()
         await self.consumer.start()
 
     async def stop(self) -> None:
@@ -211,6 +222,13 @@ class ScoreLoop:
         self._trusted = store_trusts_decoder(self.store.settings, self.decoder.limits, int(self.clock() * 1000))
         pending = self._apply_batch(records)
         self._answer_gnn(pending)
+        if self.settings.exactly_once == "on":
+            async def send_all() -> None:
+                for p in pending:
+                    await self._send(p)
+            await commit_batch(self.producer, send_all, dict(self.scored), self.settings.group_id)
+            self._maybe_export_gauges()
+            return len(records)
         # The previous batch's delivery is confirmed (and its scored offsets saved) only now,
         # before this batch is sent: the broker acknowledged it while this one was fetched and
         # scored, and at any moment at most one sent batch is not yet covered by the saved
