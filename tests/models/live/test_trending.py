@@ -36,3 +36,15 @@ def test_equals_the_store_ranking_after_every_event(half_life_ms: float):
 def test_capacity_must_be_positive():
     with pytest.raises(ValueError, match="capacity"):
         TrendingTop(1000.0, 0)
+
+
+def test_equal_keys_keep_the_smallest_ids_as_the_store_does():
+    """Ratings of one day, all with weight 5: the store ranks them by id; so must the members."""
+    store = MemoryGraphStore(StoreSettings())
+    top = TrendingTop(store.settings.half_life_ms, capacity=10)
+    for n in [17, 3, 25, 8, 1, 30, 12, 5, 21, 9, 14, 2, 27, 6, 11]:
+        item = f"i{n:02d}"
+        store.apply_one(Interaction("u", item, "s", T0, "click", weight=5.0))
+        ((w, t),) = store.item_popularity_state([item])
+        top.update(item, w, t)
+    assert top.top(T0, 10) == store.item_popularity(T0, k=10)
