@@ -74,6 +74,9 @@ class ScorerSettings:
     ann_m: int = 16
     ann_ef_construction: int = 200
     ann_ef: int = 100
+    # With a popularity prior, the rows of highest prior join the index's candidates: the prior
+    # lifts items far from the query, which a shortlist by inner product alone never holds.
+    ann_prior_candidates: int = 500
     profile_items: int = 5  # recent items standing in for a session when there is none
 
 
@@ -90,6 +93,7 @@ class GnnScorer:
         self._ann = None
         self._prior = np.zeros(0, dtype=np.float32)  # log(1 + popularity) per item row
         self._scaled: dict[str, np.ndarray] = {}  # β·_prior per model with β > 0
+        self._prior_top = np.zeros(0, dtype=np.int64)  # the rows of highest prior (ANN candidates)
 
     def set_item_prior(self, ids: list[str], values: np.ndarray) -> None:
         """The popularity prior (:mod:`models.live.prior`) of the items ``ids``; items not
@@ -107,6 +111,9 @@ class GnnScorer:
         # β·prior per model, computed once here rather than for every scored batch.
         self._scaled = {kind: beta * prior for kind in ("next_item", "social")
                         if (beta := self.bundle.prior_weight(kind))}
+        m = min(self.settings.ann_prior_candidates, len(prior))
+        self._prior_top = (np.argpartition(-prior, m - 1)[:m].astype(np.int64) if 0 < m < len(prior)
+                           else np.arange(len(prior), dtype=np.int64))
 
     def refresh_prior(self, store: GraphStore, now_ms: int) -> None:
         """Recompute the prior of every item from ``store``'s popularity at ``now_ms`` (at each
@@ -135,6 +142,7 @@ class GnnScorer:
         self.embedding_version, self.watermark_ms, self._ann = None, None, None
         self._prior = np.zeros(0, dtype=np.float32)
         self._scaled = {}
+        self._prior_top = np.zeros(0, dtype=np.int64)
 
     def update(self, node_type: str, ids: list[str], vectors: np.ndarray) -> None:
         if not ids:
@@ -182,11 +190,19 @@ class GnnScorer:
             if seen_rows:
                 keep = np.fromiter((int(r) not in seen_rows for r in rows), dtype=bool, count=len(rows))
                 rows, scores = rows[keep], scores[keep]
+            extra = []
+            if prior is not None:
+                extra.append(self._prior_top[self._prior_top < n])
+            lifted = {}
             if gamma:
                 lifted = {r: w for i, w in successors if (r := self.items.row.get(i)) is not None}
-                rows = np.unique(np.concatenate([rows, np.fromiter((r for r in lifted if r not in seen_rows),
-                                                                   dtype=np.int64)]))
+                extra.append(np.fromiter(lifted, dtype=np.int64, count=len(lifted)))
+            if extra:
+                rows = np.unique(np.concatenate([rows, *extra]))
+                if seen_rows:
+                    rows = rows[np.fromiter((int(r) not in seen_rows for r in rows), dtype=bool, count=len(rows))]
                 scores = (self.items.matrix[rows] @ query).astype(np.float64)
+            if gamma:
                 scores += gamma * np.log1p(np.array([lifted.get(int(r), 0.0) for r in rows]))
             if prior is not None:
                 scores = scores + prior[rows]

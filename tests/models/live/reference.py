@@ -22,8 +22,8 @@ first; items without a published embedding are left out of the session):
   which the item embeddings were published); ``None`` when no session item has an embedding.
 
 Above ``ann_threshold`` the scorer ranks a shortlist instead of the catalogue: the ``4k`` best
-items by ``q·e`` (``k`` without priors; plus as many as are excluded) and the successors, scored
-exactly with the priors. ``shortlist=`` gives that rule with an exact shortlist, so a test can
+items by ``q·e`` (``k`` without priors; plus as many as are excluded), the successors and, with
+a popularity prior, the 500 most popular items, scored exactly with the priors. ``shortlist=`` gives that rule with an exact shortlist, so a test can
 tell the index's recall apart from what the rule itself leaves out.
 """
 from __future__ import annotations
@@ -84,6 +84,7 @@ class ReferenceScorer:
         self.items = torch.from_numpy(np.asarray(item_vectors, dtype=np.float64))
         self.users = {u: torch.from_numpy(np.asarray(v, dtype=np.float64)) for u, v in user_vectors.items()}
         self.log_pop = torch.tensor([np.log1p(popularity.get(i, 0.0)) for i in self.item_ids], dtype=torch.float64)
+        self.popular_candidates = 500  # the scorer's ScorerSettings.ann_prior_candidates
 
     def _known(self, session: Sequence[str]) -> list[str]:
         return [i for i in session if i in self.index]
@@ -190,11 +191,15 @@ class ReferenceScorer:
     def _shortlisted(self, scores: Tensor, inner: Tensor, session: Sequence[str], kind: str, size: int,
                      lifted: Sequence[str]) -> Tensor:
         """``scores`` with -inf outside the ``size`` best by ``inner`` (plus one per excluded
-        item) and the ``lifted`` items."""
+        item), the ``lifted`` items and, when the model has a popularity prior, the
+        ``popular_candidates`` items of highest popularity."""
         excluded = set(self._known(session)) if self.bundle.exclude_seen(kind) else set()
         best = np.argsort(-inner.numpy(), kind="stable")[:size + len(excluded)]
         keep = torch.zeros(len(self.item_ids), dtype=torch.bool)
         keep[torch.from_numpy(best)] = True
+        if self.bundle.prior_weight(kind):
+            popular = np.argsort(-self.log_pop.numpy(), kind="stable")[:self.popular_candidates]
+            keep[torch.from_numpy(popular)] = True
         for item in lifted:
             keep[self.index[item]] = True
         return torch.where(keep, scores, torch.tensor(float("-inf"), dtype=torch.float64))
