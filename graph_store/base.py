@@ -161,6 +161,10 @@ class GraphStore(StoreLifecycle, ABC):
         _check_id("node_id", node_id)
         _check_time("now_ms", now_ms)
         _check_k(k)
+        return self._ranked_out_edges(edge_type, node_id, now_ms, k)
+
+    def _ranked_out_edges(self, edge_type: str, node_id: str, now_ms: int, k: int | None) -> list[Neighbour]:
+        """:meth:`neighbours` once its arguments are checked; a backend may answer from a cache."""
         return _top_decayed(self._out_edges(edge_type, node_id), now_ms, self.settings.half_life_ms, k)
 
     def edge_weight(self, edge_type: str, src_id: str, dst_id: str, now_ms: int) -> float:

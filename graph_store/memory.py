@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from graph_store.base import _NO_POPULARITY, EdgeRows, GraphStore, _weight_arrays
+from graph_store.ranked import RankedRows
 from graph_store.batch import FOLLOW, UNFOLLOW, follow_outcome
 from graph_store.decay import add_decayed
 from graph_store.schema import (
@@ -51,6 +52,7 @@ class MemoryGraphStore(GraphStore):
         self._dirty_set: dict[str, set[str]] = {t: set() for t in NODE_TYPES}
         self._edge_counts = {e: 0 for e in FORWARD_EDGE_TYPES}
         self._ops = {"interactions": 0, "follows": 0, "unfollows": 0}
+        self._ranked = RankedRows(self.settings.half_life_ms)
 
     def _apply_many(self, events: Sequence[Any], offsets: dict[TopicPartition, int]) -> ApplyStats:
         hl = self.settings.half_life_ms
@@ -148,6 +150,7 @@ class MemoryGraphStore(GraphStore):
         if events and (self._wm is None or wm > self._wm):
             self._wm = wm
         n_new = len(ids_u) + len(ids_i) + len(ids_s) - n_nodes
+        self._ranked.invalidate(touched)
         return ApplyStats(n_inter, n_follow + n_unfollow, n_skip, n_new, len(touched))
 
     def _apply_follow(self, src: str, dst: str, ts: int, op: str, touched: set) -> str:
@@ -175,6 +178,9 @@ class MemoryGraphStore(GraphStore):
         return outcome
 
     # ---- read primitives ------------------------------------------------------------------
+    def _ranked_out_edges(self, edge_type: str, node_id: str, now_ms: int, k: int | None) -> list:
+        return self._ranked.top(edge_type, node_id, self._adj[edge_type].get(node_id, _EMPTY), now_ms, k)
+
     def _committed_offsets(self) -> dict[TopicPartition, int]:
         return dict(self._offsets)
 

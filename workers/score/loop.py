@@ -80,7 +80,7 @@ class ScoreLoop:
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, max_batch_size=512 * 1024,
                                          **({"acks": 1} | txn), **security.aiokafka_options())
         self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
-        self._trending = trending_from(store, 8 * settings.k)
+        self._trending = trending_from(store, 4 * settings.k + 8)  # read 4k, plus a margin for rounding
         self.emitted = {"next_item": 0, "social": 0}
         self._last_gauges = 0.0
         self.gnn = make_follower(settings)
