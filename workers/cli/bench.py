@@ -1,12 +1,13 @@
-"""``gnnrec bench ingest|latency|refresh|score-path``: the benchmarks of ``bench/``, each printing JSON."""
+"""``gnnrec bench ingest|latency|refresh|score-path|chaos``: the benchmarks of ``bench/``, each printing JSON."""
 from __future__ import annotations
 
-from bench import ingest, latency, refresh, score_path
+from bench import chaos, ingest, latency, refresh, score_path
 
 # subcommand → (module, help); each module has add_arguments(parser) and run(args) -> exit code.
 BENCHMARKS = {
     "ingest": (ingest, "ingest throughput vs raw aiokafka vs naive faust"),
     "latency": (latency, "event→recommendation latency of the GNN score worker"),
+    "chaos": (chaos, "SIGKILLs, poison pills and bad input against ingest and score, checked against oracles"),
     "score-path": (score_path, "the score worker's CPU per event on a replayed file, coalescing on and off"),
     "refresh": (refresh, "local embedding refresh vs full LightGCN propagation (Gowalla)"),
 }
