@@ -120,7 +120,8 @@ async def _produce(bootstrap: str, settings: WorkerSettings, args, stop: asyncio
                    model_ready: asyncio.Event) -> None:
     from stream.events.badinput import malformed_samples
     from stream.kafka.producer import EventProducer
-    producer = EventProducer(bootstrap, settings.topics(), security=settings.kafka_security())
+    producer = EventProducer(bootstrap, settings.topics(), idempotent=settings.idempotent_producers,
+                             security=settings.kafka_security())
     await producer.start()
     rng = random.Random(args.seed)
     events = demo_events(args)

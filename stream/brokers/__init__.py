@@ -2,7 +2,8 @@
 
 ``start_apache_kafka`` fetches Apache Kafka 4.x from Maven Central (a pinned jar list) and runs
 a single-node KRaft broker: the embedded default (compaction, transactions, correct end
-offsets, every client). ``start_tansu`` runs the Tansu binary (milliseconds to start, in
+offsets, every client); ``start_apache_cluster`` runs three such nodes as one replicated cluster
+(replication 3, ``min.insync.replicas=2``), nodes stopped and restarted one at a time. ``start_tansu`` runs the Tansu binary (milliseconds to start, in
 memory; ``GNNREC_EMBEDDED_BROKER=tansu``); ``start_testcontainers_kafka`` needs a Docker engine;
 ``start_embedded`` starts the default and ``broker_from_env_or_embedded`` honours
 ``KAFKA_BOOTSTRAP_SERVERS``. Each returns a :class:`BrokerHandle` whose ``stop()`` leaves no
@@ -19,10 +20,12 @@ from typing import Any
 _EXPORTS = {
     "BrokerHandle": "stream.brokers.base",
     "BrokerUnavailable": "stream.brokers.base",
+    "ClusterHandle": "stream.brokers.cluster",
     "DEFAULT_KAFKA_VERSION": "stream.brokers.apache",
     "kafka_cache_dir": "stream.brokers.jars",
     "resolve_kafka": "stream.brokers.jars",
     "start_apache_kafka": "stream.brokers.apache",
+    "start_apache_cluster": "stream.brokers.cluster",
     "start_testcontainers_kafka": "stream.brokers.containers",
     "broker_from_env_or_embedded": "stream.brokers.env",
     "embedded_kind": "stream.brokers.env",

@@ -35,7 +35,8 @@ from stream.brokers.jars import DEFAULT_KAFKA_VERSION, kafka_cache_dir, resolve_
 from stream.brokers.java import find_java
 from stream.brokers.sasl_ssl import SaslSslListener, redact
 
-__all__ = ["DEFAULT_KAFKA_VERSION", "cluster_id", "kafka_cache_dir", "resolve_kafka", "start_apache_kafka"]
+__all__ = ["DEFAULT_KAFKA_VERSION", "cluster_id", "format_storage", "kafka_cache_dir", "resolve_kafka",
+           "start_apache_kafka"]
 
 HOST = "127.0.0.1"
 
@@ -76,9 +77,11 @@ def cluster_id() -> str:
             return value
 
 
-def _format_storage(java: str, classpath: str, properties: Path, log_path: Path,
-                    extra_args: list[str] | None = None) -> None:
-    cid = cluster_id()
+def format_storage(java: str, classpath: str, properties: Path, log_path: Path,
+                   extra_args: list[str] | None = None, cid: str | None = None) -> None:
+    """Format the KRaft log directories of ``properties`` (a fresh random cluster id unless
+    ``cid`` is given: every node of one cluster is formatted with the same id)."""
+    cid = cid or cluster_id()
     cmd = [
         # A short-lived tool: C1-only JIT and serial GC start it about twice as fast.
         java, "-Xmx256m", "-XX:TieredStopAtLevel=1", "-XX:+UseSerialGC",
@@ -134,7 +137,7 @@ def start_apache_kafka(
         log_path = Path(log_path) if log_path is not None else work / "server.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
         classpath = f"{lib}/*"
-        _format_storage(java, classpath, properties, log_path, format_args)
+        format_storage(java, classpath, properties, log_path, format_args)
         cmd = [
             java, "-Xms128m", "-Xmx512m", "-XX:+ExitOnOutOfMemoryError", "-Djava.awt.headless=true",
             "-Dorg.slf4j.simpleLogger.showDateTime=true",

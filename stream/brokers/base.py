@@ -174,6 +174,13 @@ class ManagedProcess:
                 else:
                     path.unlink(missing_ok=True)
 
+    def kill(self) -> None:
+        """SIGKILL the process group at once (a crash: no shutdown hook runs); scratch paths stay."""
+        if self.popen.poll() is None:
+            self._signal(signal.SIGKILL)
+            self.popen.wait(timeout=10)
+        self._log.close()
+
     def _signal(self, sig: int) -> None:
         try:
             os.killpg(self.popen.pid, sig)  # its own session: pgid == pid
@@ -182,9 +189,9 @@ class ManagedProcess:
 
 
 def wait_until_ready(
-    proc: ManagedProcess, host: str, port: int, ready_timeout_s: float, what: str
+    proc: ManagedProcess, host: str, port: int, ready_timeout_s: float, what: str, *, min_brokers: int = 1
 ) -> float:
-    """Poll a Metadata request until it lists a broker; return the seconds it took.
+    """Poll a Metadata request until it lists ``min_brokers`` brokers; return the seconds it took.
 
     Raises :class:`BrokerUnavailable` (after stopping ``proc``) when the process exits or the
     deadline passes, with the last probe error and the tail of the process log.
@@ -202,9 +209,9 @@ def wait_until_ready(
             )
         try:
             reply = fetch_metadata(host, port, timeout_s=min(2.0, ready_timeout_s))
-            if reply.brokers:
+            if len(reply.brokers) >= min_brokers:
                 return time.monotonic() - start
-            last_error = "Metadata listed no brokers yet"
+            last_error = f"Metadata listed {len(reply.brokers)} of {min_brokers} brokers"
         except OSError as exc:  # ProbeError is an OSError too
             last_error = f"{type(exc).__name__}: {exc}"
         if time.monotonic() >= deadline:

@@ -18,7 +18,7 @@ def make_faust_app(app_id: str, bootstrap: str, datadir: Path, *, partitions: in
                    security: KafkaSecurity = PLAINTEXT) -> faust.App:
     """A faust App configured for gnnrec workers (broker and its TLS/SASL, data dir, short session timeouts)."""
     datadir.mkdir(parents=True, exist_ok=True)
-    return faust.App(
+    app = faust.App(
         app_id,
         broker=f"kafka://{bootstrap}",
         broker_credentials=security.faust_credentials(),
@@ -33,3 +33,9 @@ def make_faust_app(app_id: str, bootstrap: str, datadir: Path, *, partitions: in
         processing_guarantee="at_least_once",
         autodiscover=False,
     )
+    # The workers consume with their own clients (stream/kafka/batch_consumer.py), so faust starts
+    # only its producer: no consumer group and no leader-election topic, which faust would
+    # otherwise re-declare ~45 s after start through the controller broker, its Conductor
+    # crashing the worker (NodeNotReadyError) were that broker down then.
+    app.producer_only = True
+    return app

@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterable, Mapping
 from typing import Any, NamedTuple
 
 from aiokafka import AIOKafkaProducer
-from aiokafka.errors import KafkaConnectionError
+from aiokafka.errors import KafkaConnectionError, KafkaError
 from tqdm import tqdm
 
 from stream.events import DeadLetter, Follow, Interaction, Recommendation, encode
@@ -48,13 +48,33 @@ class ProduceError(RuntimeError):
 DEFAULT_LINGER_MS = 20
 
 
+async def start_producer(producer: AIOKafkaProducer, bootstrap: str, *, idempotent: bool) -> None:
+    """``producer.start()``, where an idempotent producer that the broker grants no producer id
+    raises :class:`ProduceError` saying so (aiokafka raises a bare ``UnknownError``)."""
+    try:
+        await producer.start()
+    except KafkaConnectionError:
+        raise
+    except KafkaError as exc:
+        if not idempotent:
+            raise
+        await producer.stop()
+        raise ProduceError(f"Kafka at {bootstrap} granted no producer id to an idempotent producer ({exc!r}); "
+                           "the broker may not support idempotence (the embedded Tansu does not): use Apache "
+                           "Kafka, or turn idempotence off (GNNREC_IDEMPOTENT_PRODUCERS=false)") from exc
+
+
 class EventProducer:
     """Async producer of event records, routed by :class:`TopicSettings` and keyed by :func:`key_for`.
 
     Args:
         bootstrap: ``host:port[,host:port]`` of the brokers.
         settings: topic names.
-        acks: 0, 1 (leader only, default) or ``"all"``.
+        acks: 0, 1 (leader only; the default without ``idempotent``) or ``"all"`` (every in-sync
+            replica; the default and the only choice with ``idempotent``).
+        idempotent: the broker deduplicates and orders retried sends, so a retry after a leader
+            change stores a record once; needs producer ids from the broker (Apache Kafka grants
+            them, the embedded Tansu does not).
         linger_ms: how long a batch waits for more records before it is sent (see
             ``DEFAULT_LINGER_MS`` for why 20 ms).
         max_batch_size: bytes per partition batch.
@@ -63,20 +83,27 @@ class EventProducer:
         security: TLS and SASL of the connections (default plaintext).
     """
 
-    def __init__(self, bootstrap: str, settings: TopicSettings | None = None, *, acks: int | str = 1,
-                 linger_ms: int = DEFAULT_LINGER_MS, max_batch_size: int = 65_536, max_pending: int = 20_000,
-                 compression_type: str | None = None, client_id: str = "gnnrec-producer",
+    def __init__(self, bootstrap: str, settings: TopicSettings | None = None, *, acks: int | str | None = None,
+                 idempotent: bool = False, linger_ms: int = DEFAULT_LINGER_MS, max_batch_size: int = 65_536,
+                 max_pending: int = 20_000, compression_type: str | None = None, client_id: str = "gnnrec-producer",
                  start_timeout_s: float = 30.0, security: KafkaSecurity = PLAINTEXT) -> None:
+        if acks is None:
+            acks = "all" if idempotent else 1
         if acks not in (0, 1, "all"):
             raise ValueError(f"acks must be 0, 1 or 'all', got {acks!r}")
+        if idempotent and acks != "all":
+            raise ValueError(f"an idempotent producer needs acks='all', got acks={acks!r}; "
+                             "drop acks or set idempotent=False")
         if max_pending < 2:
             raise ValueError(f"max_pending must be >= 2, got {max_pending}")
         self.bootstrap = bootstrap
         self.settings = settings or TopicSettings()
         self._max_pending = max_pending
         self._start_timeout_s = start_timeout_s
+        self._idempotent = idempotent
         self._producer = AIOKafkaProducer(
-            bootstrap_servers=bootstrap, acks=acks, linger_ms=linger_ms, max_batch_size=max_batch_size,
+            bootstrap_servers=bootstrap, acks=acks, enable_idempotence=idempotent, linger_ms=linger_ms,
+            max_batch_size=max_batch_size,
             compression_type=compression_type, client_id=client_id, **security.aiokafka_options())
         self._pending: deque[asyncio.Future] = deque()
         self.sent = 0  # records handed to the client (delivered once flush() returns)
@@ -86,7 +113,7 @@ class EventProducer:
         deadline = loop.time() + self._start_timeout_s
         while True:
             try:
-                await self._producer.start()
+                await start_producer(self._producer, self.bootstrap, idempotent=self._idempotent)
                 return
             except KafkaConnectionError as exc:
                 if loop.time() >= deadline:

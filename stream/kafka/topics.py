@@ -134,7 +134,9 @@ async def _create_missing(admin: AIOKafkaAdminClient, settings: TopicSettings) -
         if error.retriable:
             raise error(f"creating {topic}: {message}")
         raise TopicSetupError(f"broker refused to create topic {topic!r}: {error.__name__} ({message}); "
-                              "check partitions/replication in TopicSettings against the broker")
+                              f"check partitions ({settings.partitions_of(topic)}) and replication "
+                              f"({settings.replication}: GNNREC_REPLICATION_FACTOR, at most the number of "
+                              "brokers) against the broker")
     log.info("created topics %s", ", ".join(missing))
 
 
@@ -147,4 +149,9 @@ async def _all_led(admin: AIOKafkaAdminClient, settings: TopicSettings) -> bool:
         if len(partitions) < want:
             log.warning("topic %s has %d partitions, fewer than the %d configured; per-user ordering "
                         "still holds", topic["topic"], len(partitions), want)
+        replicas = min(len(p.get("replicas") or ()) for p in partitions)
+        if replicas < settings.replication:
+            log.warning("topic %s has %d replicas, fewer than the %d configured (existing topics are left "
+                        "as they are): it survives fewer broker failures", topic["topic"], replicas,
+                        settings.replication)
     return True

@@ -80,12 +80,13 @@ def metrics_worker(tmp_path: Path, broker_pool, unique_topics) -> Iterator[Obser
 
 
 def test_product_config_lists_the_four_worker_jobs() -> None:
+    """One job per role, a target per compose service (tests/deploy checks them against compose)."""
     jobs = read_scrape_jobs(PRODUCT_CONFIG)
     assert {name: job["targets"] for name, job in jobs.items()} == {
-        "gnnrec-ingest": ["127.0.0.1:9101"],
-        "gnnrec-score": ["127.0.0.1:9102"],
-        "gnnrec-refresh": ["127.0.0.1:9103"],
-        "gnnrec-train": ["127.0.0.1:9104"],
+        "gnnrec-ingest": ["ingest:9101"],
+        "gnnrec-score": ["score-1:9102", "score-2:9105"],
+        "gnnrec-refresh": ["refresh:9103"],
+        "gnnrec-train": ["train:9104"],
     }
 
 

@@ -71,7 +71,8 @@ async def _produce(args, settings: WorkerSettings) -> dict:
         from stream.simulator import Simulator, SimulatorSettings
         events = Simulator(SimulatorSettings(seed=args.seed)).events(
             start_ms=int(time.time() * 1000), n=args.simulate, step_ms=1)
-    producer = EventProducer(bootstrap, settings.topics(), linger_ms=args.linger_ms, security=security)
+    producer = EventProducer(bootstrap, settings.topics(), linger_ms=args.linger_ms,
+                             idempotent=settings.idempotent_producers, security=security)
     await producer.start()
     try:
         stats = await replay(events, producer, rate_eps=args.rate, limit=args.limit,

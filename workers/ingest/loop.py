@@ -24,6 +24,7 @@ from workers.runtime import metrics as m
 from workers.runtime.decode import IngestCore, PreparedBatch, minimal_dead_letter, store_trusts_decoder
 from workers.runtime.health import Check, consumer_checks
 from stream.kafka.batch_consumer import TP, BatchConsumer
+from stream.kafka.producer import start_producer
 from workers.runtime.process_tuning import HeapFreezer
 from workers.runtime.settings import IngestSettings
 
@@ -63,7 +64,10 @@ class IngestLoop:
             on_ready=lambda: print(f"gnnrec-{worker} ready", flush=True),
             chunks=self.stage is not None and settings.fetch_chunks == "on", security=security)
         m.INGEST_PATH.labels(worker, type(store).__name__, "chunks" if self.consumer.chunks else "records").set(1)
+        # Dead letters are the only record of a bad input: acks=all keeps one through the loss of
+        # a partition leader; idempotence (where the broker has it) keeps a retried one single.
         self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=5, acks="all",
+                                         enable_idempotence=settings.idempotent_producers,
                                          **security.aiokafka_options())
         # The loop keeps almost nothing (the native store's state is not Python objects), but
         # every fetch allocates thousands of records, and each automatic full collection walked
@@ -85,7 +89,8 @@ class IngestLoop:
         self.batches = 0  # fetches that brought records
 
     async def start(self) -> None:
-        await self.producer.start()
+        await start_producer(self.producer, self.settings.require_bootstrap(),
+                             idempotent=self.settings.idempotent_producers)
         await self.consumer.start()
         self.freezer.maybe_freeze(True)
 

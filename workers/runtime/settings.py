@@ -51,6 +51,13 @@ class WorkerSettings(BaseSettings):
     recommendation_partitions: int = Field(
         1, ge=1, description="partitions of the two recommendation topics when created (more for consumer "
         "groups of several members; on the embedded broker every extra partition costs broker CPU)")
+    replication_factor: int = Field(
+        1, ge=1, description="replicas of each topic when created: 1 on the embedded single broker, 3 on a "
+        "3-broker cluster (with min.insync.replicas=2 a topic then survives one broker down)")
+    idempotent_producers: bool = Field(
+        False, description="producers with acks=all and idempotence, so a send retried after a leader change "
+        "is stored once and in order (true/false); needs a broker that grants producer ids (Apache Kafka "
+        "does, the embedded Tansu does not)")
     metrics_port: int = Field(0, ge=0, description="port of the Prometheus /metrics endpoint (0 = any free port)")
     metrics_host: str = "127.0.0.1"
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "WARNING"
@@ -94,7 +101,7 @@ class WorkerSettings(BaseSettings):
             interactions=self.interactions_topic, follows=self.follows_topic,
             next_item=self.next_item_topic, social=self.social_topic,
             dead_letters=self.dead_letters_topic, partitions=self.partitions,
-            recommendation_partitions=self.recommendation_partitions,
+            recommendation_partitions=self.recommendation_partitions, replication=self.replication_factor,
         )
 
     def require_bootstrap(self) -> str:

@@ -33,6 +33,7 @@ from workers.runtime import metrics as m
 from workers.runtime.decode import IngestCore, store_trusts_decoder
 from workers.runtime.health import Check, consumer_checks
 from stream.kafka.batch_consumer import TP, BatchConsumer, RawRecord
+from stream.kafka.producer import start_producer
 from models.live.quality import OnlineQuality
 from workers.runtime.process_tuning import HeapFreezer
 from models.live.baselines import next_item_transitions, social_followees
@@ -72,13 +73,17 @@ class ScoreLoop:
             fetch_max_wait_ms=10, security=security)
         # One fetch's recommendations (~1 KB each) fit one batch per partition: with aiokafka's
         # 16 KB default a burst of a few hundred events queued behind dozens of round trips.
-        # 512 KB stays under Apache Kafka's default 1 MB message.max.bytes.
+        # 512 KB stays under Apache Kafka's default 1 MB message.max.bytes. acks=all: the offsets
+        # of a batch are saved once its answers are acknowledged, and with acks=1 a leader lost
+        # before its followers copied them would drop answers whose events are never read again
+        # (on one broker it costs nothing more). Idempotence, where the broker has it, keeps a
+        # send retried across a leader change from answering an event twice.
         self._bootstrap, self._security = bootstrap, security
-        txn = {} if settings.exactly_once == "off" else {
+        txn = {"enable_idempotence": settings.idempotent_producers} if settings.exactly_once == "off" else {
             "transactional_id": transactional_id(settings.group_id, settings.data_dir, settings.transactional_id),
-            "enable_idempotence": True, "acks": "all"}
-        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, max_batch_size=512 * 1024,
-                                         **({"acks": 1} | txn), **security.aiokafka_options())
+            "enable_idempotence": True}
+        self.producer = AIOKafkaProducer(bootstrap_servers=bootstrap, linger_ms=2, acks="all",
+                                         max_batch_size=512 * 1024, **txn, **security.aiokafka_options())
         self.freezer = HeapFreezer(settings.gc_freeze_interval_s)
         self._trending = trending_from(store, 4 * settings.k + 8)  # read 4k, plus a margin for rounding
         self.emitted = {"next_item": 0, "social": 0}
@@ -106,7 +111,8 @@ class ScoreLoop:
             self.scored = await answered_offsets(self._bootstrap, self.settings.group_id, self._security,
                                                  (self.topics.interactions, self.topics.follows))
         else:
-            await self.producer.start()
+            await start_producer(self.producer, self.settings.require_bootstrap(),
+                                 idempotent=self.settings.idempotent_producers)
         await self.consumer.start()
 
     async def stop(self) -> None:

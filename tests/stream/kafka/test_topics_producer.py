@@ -104,6 +104,11 @@ def test_no_broker_gives_errors_that_say_what_to_check() -> None:
         asyncio.run(start())
 
 
+def test_an_idempotent_producer_sends_with_acks_all_only() -> None:
+    with pytest.raises(ValueError, match="idempotent producer needs acks='all'.*drop acks"):
+        EventProducer("127.0.0.1:1", acks=1, idempotent=True)
+
+
 def test_replay_refuses_unknown_objects_before_sending() -> None:
     async def run() -> None:
         producer = EventProducer("127.0.0.1:1")  # never started: nothing may reach it
@@ -220,6 +225,15 @@ def test_ensure_topics_is_idempotent(tansu: str) -> None:
     assert {t["topic"]: len(t["partitions"]) for t in described} == {
         settings.interactions: 3, settings.follows: 3, settings.dead_letters: 3,
         settings.next_item: 1, settings.social: 1}  # recommendation_partitions' default
+
+
+@pytest.mark.integration
+def test_an_idempotent_producer_on_a_broker_without_producer_ids_says_how_to_turn_it_off(tansu: str) -> None:
+    async def start() -> None:
+        await EventProducer(tansu, idempotent=True).start()
+
+    with pytest.raises(ProduceError, match="granted no producer id.*GNNREC_IDEMPOTENT_PRODUCERS=false"):
+        asyncio.run(start())
 
 
 @pytest.mark.integration

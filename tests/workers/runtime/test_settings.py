@@ -35,6 +35,17 @@ def test_env_twin_and_flag_precedence(monkeypatch):
     assert s.batch_max == 7 and s.bootstrap_servers == "h:1"
 
 
+def test_replication_factor_reaches_the_topics_and_idempotence_parses_from_the_environment(monkeypatch):
+    monkeypatch.setenv("GNNREC_REPLICATION_FACTOR", "3")
+    monkeypatch.setenv("GNNREC_IDEMPOTENT_PRODUCERS", "true")
+    s = _parse(ScoreSettings, [])
+    assert s.topics().replication == 3 and s.idempotent_producers is True
+    monkeypatch.delenv("GNNREC_REPLICATION_FACTOR")
+    monkeypatch.delenv("GNNREC_IDEMPOTENT_PRODUCERS")
+    s = _parse(IngestSettings, [])
+    assert s.topics().replication == 1 and s.idempotent_producers is False  # the embedded single broker
+
+
 def test_every_field_has_a_flag():
     parser = argparse.ArgumentParser()
     add_settings_arguments(parser, ScoreSettings)
