@@ -120,3 +120,32 @@ def decode_change_log(raw: bytes) -> dict[str, tuple[list[str], np.ndarray]] | N
                                .astype(np.float32).reshape(len(ids), dim))
         pos = end
     return out
+
+
+def encode_rows(groups: dict[str, tuple[list[str], np.ndarray]]) -> bytes:
+    """Rows of several node types ``{node_type: (ids, vectors [n, dim] float32)}`` as one buffer,
+    for carrying them outside the store (the embeddings topic): the :func:`encode_change_log`
+    layout, without its size cap. Layout: a u32 header length, the header (JSON:
+    ``[[type code, ids, dim], ...]``), then each group's vectors as ``<f4`` in header order."""
+    header = orjson.dumps([[TYPE_CODE[t].decode(), list(ids), int(vectors.shape[1])]
+                           for t, (ids, vectors) in groups.items()])
+    return b"".join([_U32.pack(len(header)), header,
+                     *(np.ascontiguousarray(vectors, dtype=_F32).tobytes() for _, vectors in groups.values())])
+
+
+def decode_rows(raw: bytes) -> dict[str, tuple[list[str], np.ndarray]]:
+    """Inverse of :func:`encode_rows`; ValueError if ``raw`` is cut short, too long or not rows."""
+    if len(raw) < 4:
+        raise ValueError(f"{len(raw)} bytes hold no rows header")
+    try:
+        out = decode_change_log(raw) or {}
+    except (KeyError, TypeError, struct.error) as exc:
+        raise ValueError(f"rows header does not decode: {exc!r}") from None
+    (size,) = _U32.unpack_from(raw, 0)
+    end = 4 + size + sum(4 * vectors.size for _, vectors in out.values())
+    if end != len(raw):
+        raise ValueError(f"rows buffer holds {len(raw)} bytes, its header accounts for {end}")
+    for node_type, (ids, vectors) in out.items():
+        if len(set(ids)) != len(ids) or not all(isinstance(i, str) for i in ids):
+            raise ValueError(f"{node_type} ids must be distinct strings")
+    return out

@@ -9,12 +9,14 @@ published last (items and users added after training included).
 On disk: ``<model_dir>/<version>.pt`` (a plain dict, loaded with ``weights_only=True``) and
 ``<model_dir>/LATEST`` holding the current version's file name. Both are written to a temp
 file and renamed, so a reader sees the old bundle or the new one, never half of one: that
-rename is the hot swap.
+rename is the hot swap. :func:`install_bundle` puts a bundle file received as bytes (from the
+models topic) into a model directory the same way.
 """
 from __future__ import annotations
 
 import hashlib
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,6 +30,8 @@ from models.srgnn import SRGNN
 
 FORMAT = 1
 LATEST = "LATEST"
+# A version names a file: no path separators, nothing hidden, bounded.
+_VERSION_NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$")
 
 
 class BundleError(RuntimeError):
@@ -115,6 +119,24 @@ def publish(bundle: ModelBundle, model_dir: Path) -> Path:
     model_dir.mkdir(parents=True, exist_ok=True)
     path = model_dir / f"{bundle.version}.pt"
     _atomic_write(path, lambda tmp: torch.save(_payload(bundle), tmp))
+    _atomic_write(model_dir / LATEST, lambda tmp: tmp.write_text(path.name + "\n"))
+    return path
+
+
+def bundle_path(model_dir: Path, version: str) -> Path:
+    """``<model_dir>/<version>.pt``; BundleError for a version that cannot be a file name."""
+    if not isinstance(version, str) or not _VERSION_NAME.match(version):
+        raise BundleError(f"model version {version!r} is not a plain file name (letters, digits, '.', '_', '-')")
+    return model_dir / f"{version}.pt"
+
+
+def install_bundle(version: str, data: bytes, model_dir: Path) -> Path:
+    """Write a bundle file received as bytes (``<version>.pt``, as :func:`publish` wrote it
+    elsewhere), then point ``LATEST`` at it. The bytes are not parsed here: readers load them
+    with :func:`load_bundle`, which reports a bad file as BundleError."""
+    path = bundle_path(model_dir, version)
+    model_dir.mkdir(parents=True, exist_ok=True)
+    _atomic_write(path, lambda tmp: tmp.write_bytes(data))
     _atomic_write(model_dir / LATEST, lambda tmp: tmp.write_text(path.name + "\n"))
     return path
 

@@ -4,6 +4,14 @@ Partitioning: interactions are keyed by ``user_id`` and follows by ``src_user`` 
 all events of one user, hence of one session, land in one partition in order (the default
 murmur2 partitioner of aiokafka and the Java client agree). Recommendations are keyed by
 ``user_id`` as well.
+
+The ``models`` and ``embeddings`` topics carry the trained bundles and the embedding change log
+between machines (:mod:`stream.kafka.blobs`; what each holds: ``docs/architecture.md``). They
+have one partition, since a reader relies on their order, and are created with
+``cleanup.policy=compact``: their publishers reuse a few keys (slots), so a compacting broker
+keeps the newest blob of each slot and drops what it superseded. ``segment.ms`` is an hour so
+that compaction, which never touches the open segment, can act within hours instead of the
+default week. Tansu accepts the configs and ignores them: there both topics keep every record.
 """
 from __future__ import annotations
 
@@ -32,6 +40,7 @@ FAUST_CONSUMER_DEFAULTS: Final[Mapping[str, float]] = MappingProxyType(
     {"broker_session_timeout": 6.0, "broker_heartbeat_interval": 2.0})
 
 _TOPIC_NAME = r"^[A-Za-z0-9._-]{1,249}$"
+COMPACTED: Final[Mapping[str, str]] = MappingProxyType({"cleanup.policy": "compact", "segment.ms": "3600000"})
 _ALREADY_EXISTS = 36
 
 
@@ -45,6 +54,8 @@ class TopicSettings(BaseModel):
     next_item: str = Field("recommendations.next-item", pattern=_TOPIC_NAME)
     social: str = Field("recommendations.social", pattern=_TOPIC_NAME)
     dead_letters: str = Field("dead-letters", pattern=_TOPIC_NAME)
+    models: str = Field("models", pattern=_TOPIC_NAME)
+    embeddings: str = Field("embeddings", pattern=_TOPIC_NAME)
     partitions: int = Field(4, ge=1)
     # One partition per recommendation topic by default: each scored batch then writes one batch
     # per topic, and on Tansu every stored batch costs each later fetch (docs/serving.md).
@@ -52,13 +63,22 @@ class TopicSettings(BaseModel):
     replication: int = Field(1, ge=1)
 
     def names(self) -> tuple[str, ...]:
-        return (self.interactions, self.follows, self.next_item, self.social, self.dead_letters)
+        return (self.interactions, self.follows, self.next_item, self.social, self.dead_letters, self.models,
+                self.embeddings)
 
     def partitions_of(self, topic: str) -> int:
         """Partitions a topic of these settings is created with."""
+        if topic in (self.models, self.embeddings):
+            return 1
         if topic in (self.next_item, self.social):
             return self.recommendation_partitions
         return self.partitions
+
+    def configs_of(self, topic: str) -> dict[str, str]:
+        """Topic configs a topic of these settings is created with (see the module docstring)."""
+        if topic in (self.models, self.embeddings):
+            return dict(COMPACTED)
+        return {}
 
     def topic_for(self, event: Interaction | Follow | Recommendation | DeadLetter) -> str:
         """The topic an event belongs on (recommendations by their ``kind``)."""
@@ -88,12 +108,14 @@ class TopicSetupError(RuntimeError):
 
 
 async def ensure_topics(bootstrap: str, settings: TopicSettings, timeout_s: float = 30, *,
-                        security: KafkaSecurity = PLAINTEXT) -> None:
-    """Create the missing topics of ``settings``; existing ones are left as they are.
+                        security: KafkaSecurity = PLAINTEXT, only: tuple[str, ...] | None = None) -> None:
+    """Create the missing topics of ``settings`` (those named in ``only``, if given); existing
+    ones are left as they are, configs included.
 
     Idempotent. Retries while the broker is still starting, then waits until every
     partition has a leader, so producers can start right away.
     """
+    names = settings.names() if only is None else only
     loop = asyncio.get_running_loop()
     deadline = loop.time() + timeout_s
     admin = AIOKafkaAdminClient(bootstrap_servers=bootstrap, request_timeout_ms=int(timeout_s * 1000),
@@ -103,8 +125,8 @@ async def ensure_topics(bootstrap: str, settings: TopicSettings, timeout_s: floa
         while True:
             try:
                 await admin.start()
-                await _create_missing(admin, settings)
-                if await _all_led(admin, settings):
+                await _create_missing(admin, settings, names)
+                if await _all_led(admin, settings, names):
                     return
                 last_error = None
             except TopicSetupError:
@@ -113,20 +135,21 @@ async def ensure_topics(bootstrap: str, settings: TopicSettings, timeout_s: floa
                 last_error = exc
             if loop.time() >= deadline:
                 raise TopicSetupError(
-                    f"topics {', '.join(settings.names())} not ready on {bootstrap} after {timeout_s:g} s "
+                    f"topics {', '.join(names)} not ready on {bootstrap} after {timeout_s:g} s "
                     f"(last error: {last_error!r}); is the broker running and the bootstrap address right?")
             await asyncio.sleep(0.2)
     finally:
         await admin.close()
 
 
-async def _create_missing(admin: AIOKafkaAdminClient, settings: TopicSettings) -> None:
+async def _create_missing(admin: AIOKafkaAdminClient, settings: TopicSettings, names: tuple[str, ...]) -> None:
     existing = set(await admin.list_topics())
-    missing = [name for name in settings.names() if name not in existing]
+    missing = [name for name in names if name not in existing]
     if not missing:
         return
     response = await admin.create_topics(
-        [NewTopic(name, settings.partitions_of(name), settings.replication) for name in missing])
+        [NewTopic(name, settings.partitions_of(name), settings.replication, topic_configs=settings.configs_of(name))
+         for name in missing])
     for topic, code, message in response.topic_errors:
         if code in (0, _ALREADY_EXISTS):
             continue
@@ -140,8 +163,8 @@ async def _create_missing(admin: AIOKafkaAdminClient, settings: TopicSettings) -
     log.info("created topics %s", ", ".join(missing))
 
 
-async def _all_led(admin: AIOKafkaAdminClient, settings: TopicSettings) -> bool:
-    for topic in await admin.describe_topics(list(settings.names())):
+async def _all_led(admin: AIOKafkaAdminClient, settings: TopicSettings, names: tuple[str, ...]) -> bool:
+    for topic in await admin.describe_topics(list(names)):
         partitions = topic.get("partitions") or []
         if topic["error_code"] != 0 or not partitions or any(p["leader"] < 0 for p in partitions):
             return False

@@ -22,13 +22,13 @@ from pathlib import Path
 import pytest
 from prometheus_client import REGISTRY
 
+import yaml
+
 from stream.brokers.jars import DEFAULT_KAFKA_VERSION
 from workers.cli import build_parser
 from workers.cli.worker import ROLES
 from workers.runtime import metrics  # noqa: F401 - registers the metrics the dashboards query
 from workers.runtime.settings import SettingsError, WorkerSettings, env_names, settings_from_args
-
-yaml = pytest.importorskip("yaml", reason="PyYAML is not installed (pip install pyyaml)")
 
 DEPLOY = Path(__file__).resolve().parents[2] / "deploy"
 REPO = DEPLOY.parent

@@ -27,17 +27,22 @@ def run(args) -> int:
     from workers.runtime.runner import LoopService, run_faust_worker
     from workers.runtime.stores import open_store
     settings = settings_from_args(ROLES[args.worker][0], args)
+    if args.worker != "ingest":  # bundles and embeddings on topics under kafka transport
+        from workers.runtime.transport.hosting import with_transport
     if args.worker == "ingest":
         from workers.ingest.loop import IngestLoop
         build = lambda: IngestLoop(settings, open_store(settings))  # noqa: E731
     elif args.worker == "refresh":
         from workers.refresh.loop import build_refresh_loop
-        build = lambda: build_refresh_loop(settings)  # noqa: E731
+
+        def build():
+            loop = build_refresh_loop(settings)
+            return with_transport("refresh", loop, settings, embeddings=loop.core.embeddings)
     elif args.worker == "train":
         from workers.train.loop import build_train_loop
-        build = lambda: build_train_loop(settings)  # noqa: E731
+        build = lambda: with_transport("train", build_train_loop(settings), settings)  # noqa: E731
     else:
         from workers.score.loop import ScoreLoop
-        build = lambda: ScoreLoop(settings, open_store(settings))  # noqa: E731
+        build = lambda: with_transport("score", ScoreLoop(settings, open_store(settings)), settings)  # noqa: E731
     run_faust_worker(args.worker, LoopService(build, max_stall_s=settings.alive_max_stall_s), settings)
     return 0

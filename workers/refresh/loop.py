@@ -14,6 +14,10 @@ then writes the rows of every node type and the new version in ONE embedding-sto
 version or the new one, never users of one and items of the other. The version string is
 ``<model version>/r<refresh seq>/w<event-time watermark ms>``.
 
+Under ``--transport kafka`` the model dir is this worker's own copy of the models topic, and
+every version written is published to the embeddings topic (:mod:`workers.runtime.transport`);
+this loop is the same either way.
+
 Refresh time is event time: the store's watermark is the ``now_ms`` edge weights decay to, so
 the embeddings are a function of the events applied, not of when the timer fired.
 

@@ -75,6 +75,19 @@ TRAIN_RUNS = Counter("gnnrec_train_runs_total", "Training runs, by outcome", ["w
 TRAIN_SECONDS = Histogram(
     "gnnrec_train_duration_seconds", "One training run, publishing included", ["worker"], buckets=_JOB_BUCKETS)
 
+# The kafka transport (workers/runtime/transport/): bundles and embedding versions on the models
+# and embeddings topics. ``topic`` is the role (models | embeddings), not the topic's name.
+TOPIC_BLOBS = Counter(
+    "gnnrec_topic_blobs_total", "Bundles and embedding versions published to or applied from the models and "
+    "embeddings topics (outcome: published, applied, skipped = superseded before it was applied)",
+    ["worker", "topic", "outcome"])
+TOPIC_ERRORS = Counter(
+    "gnnrec_topic_errors_total", "Records or blobs of the models and embeddings topics not used, and failed "
+    "publishes (reason: malformed, missing_chunks, checksum, incomplete, gap, publish, apply)",
+    ["worker", "topic", "reason"])
+TOPIC_CAUGHT_UP = Gauge(
+    "gnnrec_topic_caught_up", "1 once a reader of the models/embeddings topic has read it to its end", ["worker", "topic"])
+
 
 def set_model_version(worker: str, version: str, trained_at_ms: int) -> None:
     """Make ``version`` the only ``gnnrec_model_version_info`` series of ``worker`` set to 1."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import argparse
 from pathlib import Path
-from typing import Any, Literal, TypeVar, get_args, get_origin
+from typing import Any, ClassVar, Literal, TypeVar, get_args, get_origin
 
 from pydantic import AliasChoices, Field, SecretStr, ValidationError, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -47,6 +47,9 @@ class WorkerSettings(BaseSettings):
     next_item_topic: str = "recommendations.next-item"
     social_topic: str = "recommendations.social"
     dead_letters_topic: str = "dead-letters"
+    models_topic: str = Field("models", description="topic of the trained model bundles (kafka transport)")
+    embeddings_topic: str = Field("embeddings", description="topic of the embedding change log and snapshots "
+                                  "(kafka transport)")
     partitions: int = Field(4, ge=1, description="partitions per topic when topics are created")
     recommendation_partitions: int = Field(
         1, ge=1, description="partitions of the two recommendation topics when created (more for consumer "
@@ -100,8 +103,9 @@ class WorkerSettings(BaseSettings):
         return TopicSettings(
             interactions=self.interactions_topic, follows=self.follows_topic,
             next_item=self.next_item_topic, social=self.social_topic,
-            dead_letters=self.dead_letters_topic, partitions=self.partitions,
-            recommendation_partitions=self.recommendation_partitions, replication=self.replication_factor,
+            dead_letters=self.dead_letters_topic, models=self.models_topic, embeddings=self.embeddings_topic,
+            partitions=self.partitions, recommendation_partitions=self.recommendation_partitions,
+            replication=self.replication_factor,
         )
 
     def require_bootstrap(self) -> str:
@@ -148,7 +152,56 @@ class IngestSettings(StoreBacked):
         10.0, gt=0, description="... or after this many seconds with unflushed events, whichever comes first")
 
 
-class ScoreSettings(StoreBacked):
+class Transported(StoreBacked):
+    """Workers that publish or read model bundles and embeddings: how those travel between them.
+
+    ``kafka``: on the models and embeddings topics (workers/runtime/transport/); each worker keeps
+    its own copy under its ``--data-dir`` (``models/``, ``embeddings/``) unless ``--model-dir`` /
+    ``--embeddings-dir`` say where. ``local``: through ``--model-dir`` and ``--embeddings-dir``,
+    directories every worker shares (one machine or one volume). ``auto`` (the default) is local
+    when either directory is given and kafka otherwise, so a worker on another machine needs only
+    the broker address and its own data dir.
+    """
+
+    transport: Literal["auto", "kafka", "local"] = Field(
+        "auto", description="how bundles and embeddings travel: kafka (the models and embeddings topics; each "
+        "worker keeps its own copy under --data-dir), local (--model-dir/--embeddings-dir shared by every worker); "
+        "auto = local when --model-dir or --embeddings-dir is given, else kafka")
+    topic_poll_s: float = Field(1.0, gt=0, description="kafka transport: how often the models/embeddings topics "
+                                "are read, and the local bundle or embeddings checked for a version to publish")
+    topic_chunk_bytes: int = Field(
+        512 * 1024, ge=1024, description="kafka transport: largest blob sent as one record; bigger bundles and "
+        "embedding snapshots are chunked (keep it under the broker's max.message.bytes, 1 MB by default)")
+
+    #: Where the kafka transport keeps a worker's own copy, under its data dir.
+    LOCAL_COPIES: ClassVar[dict[str, str]] = {"model_dir": "models", "embeddings_dir": "embeddings"}
+
+    @model_validator(mode="before")
+    @classmethod
+    def _resolve_transport(cls, data: Any) -> Any:
+        """``auto`` → kafka or local; under kafka, unset directories → the worker's own data dir."""
+        if not isinstance(data, dict):
+            return data
+        data = dict(data)
+        dirs = [name for name in cls.LOCAL_COPIES if name in cls.model_fields]
+        given = [name for name in dirs if data.get(name) is not None]
+        explicit = data.get("transport") not in (None, "auto")
+        transport = data["transport"] if explicit else ("local" if given else "kafka")
+        data["transport"] = transport
+        if transport == "kafka" and cls._kafka_keeps_copies(data, explicit):
+            base = Path(data.get("data_dir") or cls.model_fields["data_dir"].default)
+            for name in dirs:
+                if data.get(name) is None:
+                    data[name] = base / cls.LOCAL_COPIES[name]
+        return data
+
+    @classmethod
+    def _kafka_keeps_copies(cls, data: dict, explicit: bool) -> bool:
+        """Whether this worker needs local copies under kafka transport (score: only in GNN mode)."""
+        return True
+
+
+class ScoreSettings(Transported):
     data_dir: Path = Path("data/score")
     store: Literal["rocksdb", "memory"] = "memory"
     group_id: str = "gnnrec-score"
@@ -168,20 +221,29 @@ class ScoreSettings(StoreBacked):
     model_version: str = Field("baseline-v1", description="model_version of the baseline recommendations")
     recommender: Literal["auto", "transitions", "gnn"] = Field(
         "auto", description="next-item/social model: gnn (bundle + refreshed embeddings, baselines as fallback) "
-        "or transitions (baselines only); auto = gnn when --model-dir and --embeddings-dir are set")
-    model_dir: Path | None = Field(None, description="model bundles published by `gnnrec worker train`")
-    embeddings_dir: Path | None = Field(None, description="embedding store written by `gnnrec worker refresh`")
+        "or transitions (baselines only); auto = gnn when --model-dir and --embeddings-dir are set or "
+        "--transport kafka is given")
+    model_dir: Path | None = Field(None, description="model bundles published by `gnnrec worker train` (kafka "
+                                   "transport: this worker's copy, default <data-dir>/models)")
+    embeddings_dir: Path | None = Field(None, description="embedding store written by `gnnrec worker refresh` "
+                                        "(kafka transport: this worker's copy, default <data-dir>/embeddings)")
     embeddings_poll_s: float = Field(1.0, gt=0, description="how often the embedding store and LATEST are checked")
     ann_threshold: int = Field(50_000, ge=0, description="catalogue size above which hnswlib ranks instead of a matmul")
     quality_sessions: int = Field(100_000, ge=1, description="sessions whose last next-item list is kept for HR/MRR")
     gc_freeze_interval_s: float = Field(600.0, gt=0, description="how often the long-lived heap is re-frozen "
                                         "out of the cyclic GC's walks once caught up (workers/runtime/process_tuning.py)")
 
+    @classmethod
+    def _kafka_keeps_copies(cls, data: dict, explicit: bool) -> bool:
+        recommender = data.get("recommender") or "auto"
+        return recommender == "gnn" or (recommender == "auto" and explicit)
+
     @model_validator(mode="after")
     def _check_recommender(self) -> "ScoreSettings":
         if self.recommender == "gnn" and (self.model_dir is None or self.embeddings_dir is None):
-            raise ValueError("--recommender gnn needs --model-dir (train worker output) and --embeddings-dir "
-                             "(refresh worker output); or use --recommender transitions")
+            raise ValueError("--recommender gnn with --transport local needs --model-dir (train worker output) and "
+                             "--embeddings-dir (refresh worker output); leave both unset to read them from the "
+                             "models and embeddings topics, or use --recommender transitions")
         return self
 
     def use_gnn(self) -> bool:
@@ -190,11 +252,13 @@ class ScoreSettings(StoreBacked):
         return self.recommender == "gnn"
 
 
-class ReplicaSettings(StoreBacked):
+class ReplicaSettings(Transported):
     """Workers that rebuild their own replica of the graph from the log and read a model directory."""
 
     store: Literal["rocksdb", "memory"] = "memory"
-    model_dir: Path = Field(Path("data/models"), description="directory of published model bundles (shared)")
+    model_dir: Path = Field(Path("data/models"), description="directory of published model bundles (local "
+                            "transport: shared by train, refresh and score; kafka: this worker's copy, default "
+                            "<data-dir>/models)")
     idle_poll_s: float = Field(
         0.25, ge=0, description="once caught up, seconds to wait before the next fetch (never past the next "
         "refresh or training run): fewer, larger fetches cost the broker and this worker less; 0 polls continuously")
@@ -205,7 +269,11 @@ class RefreshSettings(ReplicaSettings):
     group_id: str = "gnnrec-refresh"
     metrics_port: int = 9103
     embeddings_dir: Path = Field(Path("data/embeddings"),
-                                 description="RocksDB embedding store this worker writes (scorers read it as secondaries)")
+                                 description="RocksDB embedding store this worker writes (local transport: scorers "
+                                 "read it as secondaries; kafka: default <data-dir>/embeddings)")
+    embeddings_snapshot_every: int = Field(
+        60, ge=1, description="kafka transport: embedding versions between two full snapshots on the embeddings "
+        "topic (a new reader replays the last snapshot and the at most this many change sets after it)")
     refresh_interval_s: float = Field(5.0, gt=0, description="wall-clock seconds between refreshes")
     dense_above: float = Field(0.5, gt=0, le=1, description="affected share above which a refresh goes dense")
 

@@ -15,6 +15,10 @@
   serving one, fills it, and only then replaces it (the hot swap: the event loop never sees a
   half-built scorer, and a missing or unreadable bundle leaves the old one serving).
 
+Under ``--transport kafka`` both are this worker's own copies under its data dir, written by the
+mirrors of :mod:`workers.runtime.transport` from the models and embeddings topics, and followed
+here exactly as a shared directory and a refresh worker's store are.
+
 Embeddings of a model other than the one serving are never mixed with its weights. Nothing
 here raises on a missing, locked or unreadable store or bundle: the worker keeps serving the
 baselines (and logs why) until the next poll finds usable data.

@@ -51,7 +51,10 @@ def test_keys_group_a_user_and_topics_route_by_type() -> None:
     assert [settings.topic_for(e) for e in (i, f, r)] == ["interactions", "follows", "recommendations.social"]
     assert settings.topic_for(DeadLetter("x", "d", "t", 0, 0, None, b"", "w", 0)) == "dead-letters"
     assert settings.names() == ("interactions", "follows", "recommendations.next-item",
-                                "recommendations.social", "dead-letters")
+                                "recommendations.social", "dead-letters", "models", "embeddings")
+    # the bundle and embedding topics: one partition (readers rely on their order), compacted
+    assert [settings.partitions_of(t) for t in ("models", "embeddings", "interactions")] == [1, 1, 4]
+    assert settings.configs_of("embeddings")["cleanup.policy"] == "compact" and settings.configs_of("follows") == {}
     with pytest.raises(TypeError, match="partitioning key"):
         key_for("u7")  # type: ignore[arg-type]
 
@@ -174,7 +177,8 @@ def tansu(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
 def _topics(name: str, partitions: int = 4) -> TopicSettings:
     return TopicSettings(interactions=f"{name}-interactions", follows=f"{name}-follows",
                          next_item=f"{name}-next-item", social=f"{name}-social",
-                         dead_letters=f"{name}-dead-letters", partitions=partitions)
+                         dead_letters=f"{name}-dead-letters", models=f"{name}-models",
+                         embeddings=f"{name}-embeddings", partitions=partitions)
 
 
 def _events(n: int, users: int = 37) -> list[Interaction | Follow]:
@@ -224,7 +228,8 @@ def test_ensure_topics_is_idempotent(tansu: str) -> None:
     assert all(t["error_code"] == 0 for t in described)
     assert {t["topic"]: len(t["partitions"]) for t in described} == {
         settings.interactions: 3, settings.follows: 3, settings.dead_letters: 3,
-        settings.next_item: 1, settings.social: 1}  # recommendation_partitions' default
+        settings.next_item: 1, settings.social: 1,  # recommendation_partitions' default
+        settings.models: 1, settings.embeddings: 1}  # one partition: readers rely on their order
 
 
 @pytest.mark.integration

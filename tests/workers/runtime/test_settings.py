@@ -145,3 +145,47 @@ def test_invalid_flags_are_one_settings_error_naming_each(no_security_env):
     add_settings_arguments(parser, IngestSettings)
     help_text = parser.format_help()
     assert "GNNREC_SECURITY_PROTOCOL / KAFKA_SECURITY_PROTOCOL" in help_text and "SCRAM-SHA-512" in help_text
+
+
+TRANSPORT_VARS = ("GNNREC_TRANSPORT", "GNNREC_MODEL_DIR", "GNNREC_EMBEDDINGS_DIR", "GNNREC_RECOMMENDER", "GNNREC_DATA_DIR")
+
+
+@pytest.fixture
+def no_transport_env(monkeypatch):
+    for var in TRANSPORT_VARS:
+        monkeypatch.delenv(var, raising=False)
+    return monkeypatch
+
+
+def test_without_shared_directories_bundles_and_embeddings_travel_on_topics(no_transport_env):
+    """A worker on another machine needs only the broker and its own data dir: under auto its
+    copies of the bundles and embeddings live there."""
+    from workers.runtime.settings import RefreshSettings, TrainSettings
+    train = _parse(TrainSettings, ["--data-dir", "/d/train"])
+    assert train.transport == "kafka" and train.model_dir == Path("/d/train/models")
+    no_transport_env.setenv("GNNREC_DATA_DIR", "/d/refresh")  # the environment twin counts as given
+    refresh = _parse(RefreshSettings, [])
+    assert (refresh.transport, refresh.model_dir, refresh.embeddings_dir) == (
+        "kafka", Path("/d/refresh/models"), Path("/d/refresh/embeddings"))
+    score = _parse(ScoreSettings, ["--recommender", "gnn", "--data-dir", "/d/score"])
+    assert score.use_gnn() and (score.model_dir, score.embeddings_dir) == (Path("/d/score/models"),
+                                                                          Path("/d/score/embeddings"))
+    assert _parse(ScoreSettings, ["--transport", "kafka"]).use_gnn()
+    baseline = _parse(ScoreSettings, [])  # auto, nothing given: baselines, nothing to mirror
+    assert not baseline.use_gnn() and baseline.model_dir is None
+    assert _parse(ScoreSettings, ["--recommender", "transitions", "--transport", "kafka"]).model_dir is None
+
+
+def test_a_shared_directory_keeps_the_local_transport(no_transport_env):
+    from workers.runtime.settings import RefreshSettings, TrainSettings
+    no_transport_env.setenv("GNNREC_MODEL_DIR", "/shared/models")
+    assert _parse(TrainSettings, []).transport == "local"
+    refresh = _parse(RefreshSettings, [])
+    assert (refresh.transport, refresh.embeddings_dir) == ("local", Path("data/embeddings"))
+    score = _parse(ScoreSettings, ["--embeddings-dir", "/shared/emb"])
+    assert score.transport == "local" and score.use_gnn()
+    no_transport_env.delenv("GNNREC_MODEL_DIR")
+    local = _parse(RefreshSettings, ["--transport", "local"])  # today's one-machine defaults
+    assert (local.model_dir, local.embeddings_dir) == (Path("data/models"), Path("data/embeddings"))
+    with pytest.raises(SettingsError, match="--transport local needs --model-dir"):
+        _parse(ScoreSettings, ["--recommender", "gnn", "--transport", "local"])
