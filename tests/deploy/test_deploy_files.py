@@ -170,10 +170,12 @@ def test_volumes_are_declared_and_each_worker_keeps_its_data_in_its_own(services
             if key in env:
                 assert env[key] in mounts, f"service {name}: {key}={env[key]} is not on a volume"
                 assert env[key] in dockerfile, f"the image does not create {env[key]} for its user"
-    # Train, refresh and score meet on the model and embedding volumes (until bundles travel on topics).
-    scorers = sorted(n for n, r in _workers(services).items() if r == "score")
-    assert sorted(used["models"]) == sorted(["train", "refresh", *scorers])
-    assert sorted(used["embeddings"]) == sorted(["refresh", *scorers])
+    # Nothing is shared but Kafka: no worker mounts another's volume, and none reads a model or
+    # embedding directory (bundles and embeddings travel on topics).
+    for name in _workers(services):
+        env = _env(services[name])
+        assert "GNNREC_MODEL_DIR" not in env and "GNNREC_EMBEDDINGS_DIR" not in env, name
+        assert all(len(users) == 1 for vol, users in used.items() if name in users), name
 
 
 def test_dockerfile_copies_only_what_exists() -> None:
