@@ -45,7 +45,10 @@ def test_a_burst_is_coalesced_and_the_score_worker_reaches_the_end(kafka_broker,
 
         def done() -> bool:
             s = score.scrape()
-            return metric_sum(s, "gnnrec_events_applied_total") == len(events)
+            # Applied counts move during a batch, answers at its end: wait for both.
+            return (metric_sum(s, "gnnrec_events_applied_total") == len(events)
+                    and metric_sum(s, "gnnrec_recommendations_emitted_total", kind="next_item")
+                    + metric_sum(s, "gnnrec_events_coalesced_total", kind="next_item") == len(events))
         wait_for(done, 180, "the score worker to reach the end of the burst")
         samples = score.scrape()
     finally:
