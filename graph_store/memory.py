@@ -212,6 +212,12 @@ class MemoryGraphStore(GraphStore):
     def _popularity_rows(self) -> Iterable[tuple[str, tuple[float, int]]]:
         return self._pop.items()
 
+    def item_popularity_state(self, item_ids: Sequence[str]) -> list[tuple[float, int]]:
+        # The scorer asks for one item per event: a dict lookup, not arrays built and unpacked.
+        self._check_open()
+        get = self._pop.get
+        return [get(i, _NO_POPULARITY) for i in item_ids]
+
     def _popularity_of(self, ids: list[str]) -> tuple[np.ndarray, np.ndarray]:
         get = self._pop.get
         return _weight_arrays([get(i, _NO_POPULARITY) for i in ids])

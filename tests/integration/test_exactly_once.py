@@ -4,15 +4,14 @@ option is refused there with that reason)."""
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import Counter
 
 import pytest
 
 from stream.events import decode_recommendation
 from stream.kafka.topics import TopicSettings, ensure_topics
-from tests.integration.pipeline_support import read_topic_sync, start_worker, wait_for, worker_env
-from tests.integration.test_score_crash import BATCH_MAX, N, _event_offsets, _events, _produce, score_committed
+from tests.integration.pipeline_support import read_topic_sync, wait_for, worker_env
+from tests.integration.test_score_crash import BATCH_MAX, N, _event_offsets, _events, kill_while_producing
 from workers.runtime.launch import WorkerProcess, WorkerStartError, metric_sum
 
 KILLS = 3
@@ -35,18 +34,8 @@ def test_killed_three_times_each_event_is_answered_exactly_once_for_read_committ
     bad = [s for s in malformed_samples(now_ms=events[0].ts) if s[0] != "oversized"]
     env = {**worker_env(bootstrap, unique_topics, unique_topics("score"), tmp_path / "score"),
            "GNNREC_BATCH_MAX": str(BATCH_MAX), "GNNREC_COALESCE": "off", "GNNREC_EXACTLY_ONCE": "on"}
-    producing = threading.Thread(target=lambda: asyncio.run(_produce(bootstrap, topics, events, bad, rate=1_000)))
-    score = start_worker("score", env, tmp_path)
-    producing.start()
+    score = kill_while_producing(bootstrap, topics, events, bad, env, tmp_path, kills=KILLS)
     try:
-        for kill in range(1, KILLS + 1):
-            wait_for(lambda: metric_sum(score.scrape(), "gnnrec_recommendations_emitted_total", kind="next_item")
-                     >= 150, 60, f"the score worker to answer events before kill {kill}", poll_s=0.05)
-            score.kill()
-            score = start_worker("score", env, tmp_path)
-        producing.join(120)
-        wait_for(lambda: sum(score_committed(score, topics.interactions)) == N + N // 300, 120,
-                 "the last score worker to reach the end of the log")
         # The last batch's transaction commits right after its records are applied.
         wait_for(lambda: metric_sum(score.scrape(), "gnnrec_recommendations_emitted_total", kind="next_item") > 0,
                  30, "the last score worker to answer")

@@ -54,20 +54,8 @@ def test_score_worker_killed_three_times_answers_each_event_and_repeats_at_most_
     bad = [s for s in malformed_samples(now_ms=T0) if s[0] != "oversized"]
     env = {**worker_env(bootstrap, unique_topics, unique_topics("score"), tmp_path / "score"),
            "GNNREC_BATCH_MAX": str(BATCH_MAX), "GNNREC_COALESCE": "off"}
-    producing = threading.Thread(target=lambda: asyncio.run(_produce(bootstrap, topics, events, bad, rate=1_000)))
-    score = start_worker("score", env, tmp_path)
-    producing.start()
-    try:
-        for kill in range(1, KILLS + 1):
-            wait_for(lambda: metric_sum(score.scrape(), "gnnrec_recommendations_emitted_total", kind="next_item")
-                     >= 150, 60, f"the score worker to answer events before kill {kill}", poll_s=0.05)
-            score.kill()
-            score = start_worker("score", env, tmp_path)
-        producing.join(120)
-        wait_for(lambda: sum(score_committed(score, topics.interactions)) == N + N // 300, 120,
-                 "the last score worker to reach the end of the log")
-    finally:
-        score.stop()
+    score = kill_while_producing(bootstrap, topics, events, bad, env, tmp_path)
+    score.stop()
     recs = [decode_recommendation(r.value) for r in
             read_topic_sync(bootstrap, topics.next_item, topics.partitions_of(topics.next_item), N, timeout_s=60)]
     by_offset = _event_offsets(bootstrap, topics)
@@ -79,6 +67,28 @@ def test_score_worker_killed_three_times_answers_each_event_and_repeats_at_most_
         assert (r.user_id, r.session_id, r.event_ts) == (ev.user_id, ev.session_id, ev.ts)
     repeated = sum(n - 1 for n in answered.values())
     assert repeated <= KILLS * BATCH_MAX, f"{repeated} events answered twice over {KILLS} crashes"
+
+
+def kill_while_producing(bootstrap: str, topics: TopicSettings, events, bad, env: dict, tmp_path, kills: int = KILLS):
+    """Produce ``events`` (and ``bad``) at 1,000/s while a score worker is SIGKILLed ``kills``
+    times, each after it answered some events, and restarted; returns the last worker, once it
+    reached the end of the log (the caller stops it)."""
+    producing = threading.Thread(target=lambda: asyncio.run(_produce(bootstrap, topics, events, bad, rate=1_000)))
+    score = start_worker("score", env, tmp_path)
+    producing.start()
+    try:
+        for kill in range(1, kills + 1):
+            wait_for(lambda: metric_sum(score.scrape(), "gnnrec_recommendations_emitted_total", kind="next_item")
+                     >= 150, 60, f"the score worker to answer events before kill {kill}", poll_s=0.05)
+            score.kill()
+            score = start_worker("score", env, tmp_path)
+        producing.join(120)
+        wait_for(lambda: sum(score_committed(score, topics.interactions)) == N + N // 300, 120,
+                 "the last score worker to reach the end of the log")
+    except BaseException:
+        score.stop()
+        raise
+    return score
 
 
 def score_committed(proc, topic: str) -> list[float]:
