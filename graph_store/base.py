@@ -11,13 +11,13 @@ from __future__ import annotations
 import heapq
 import math
 from abc import ABC, abstractmethod
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import numpy as np
 
 from graph_store.batch import validate_events, validate_offsets
-from graph_store.decay import decayed_at
+from graph_store.decay import decayed_at, decayed_weights
 from graph_store.errors import InvalidEventError
 from graph_store.lifecycle import StoreLifecycle
 from graph_store.schema import (
@@ -188,6 +188,12 @@ class GraphStore(StoreLifecycle, ABC):
         self._check_open()
         return self._counts()
 
+    def session_state(self, session_id: str) -> SessionState | None:
+        """The session's whole state in one read (None if unknown)."""
+        self._check_open()
+        _check_id("session_id", session_id)
+        return self._session(session_id)
+
     def session_items(self, session_id: str) -> list[str]:
         """The session's last ``session_history`` items, oldest first ([] if unknown)."""
         self._check_open()
@@ -285,12 +291,27 @@ class GraphStore(StoreLifecycle, ABC):
             src, dst, w, t = self._edge_rows(edge_type)
             index = np.array([src, dst], dtype=np.int64).reshape(2, -1)
             order = np.lexsort((index[1], index[0]))
-            dt = np.maximum(now_ms - np.asarray(t, dtype=np.float64), 0.0)
-            weight = np.asarray(w, dtype=np.float64) * np.exp2(-dt / hl)
+            weight = decayed_weights(w, t, now_ms, hl)
             store = data[src_t, edge_type, dst_t]
             store.edge_index = torch.from_numpy(np.ascontiguousarray(index[:, order]))
             store.edge_weight = torch.from_numpy(weight[order].astype(np.float32))
         return data
+
+    def edge_row_chunks(self, edge_type: str, chunk: int = 65_536) -> Iterator[EdgeRows]:
+        """Every edge of a forward type as parallel lists ``(src index, dst index, stored
+        weight, t_ref)``, in chunks of about ``chunk`` edges, so a caller can apply batches
+        between two chunks (the training input reads: :mod:`models.live.train_inputs`).
+
+        The chunks of one call read one view of the store: RocksDB's iterator pins the
+        version it started on; the memory store reads everything in its first chunk (its dicts
+        must not change under an iteration).
+        """
+        self._check_open()
+        if edge_type not in FORWARD_EDGE_TYPES:
+            raise ValueError(f"edge_row_chunks reads a forward edge type {FORWARD_EDGE_TYPES}, got {edge_type!r}")
+        if chunk < 1:
+            raise ValueError(f"chunk must be >= 1, got {chunk}")
+        yield from self._edge_row_chunks(edge_type, chunk)
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -349,6 +370,9 @@ class GraphStore(StoreLifecycle, ABC):
     @abstractmethod
     def _edge_rows(self, edge_type: str) -> EdgeRows:
         """All edges of a forward type as parallel lists (src index, dst index, w, t_ref)."""
+
+    def _edge_row_chunks(self, edge_type: str, chunk: int) -> Iterator[EdgeRows]:
+        yield self._edge_rows(edge_type)
 
     @abstractmethod
     def _close(self) -> None: ...

@@ -16,7 +16,9 @@ from __future__ import annotations
 
 import math
 
-__all__ = ["add_decayed", "decay", "decayed_at"]
+import numpy as np
+
+__all__ = ["add_decayed", "decay", "decayed_at", "decayed_weights"]
 
 
 def decay(weight: float, dt_ms: float, half_life_ms: float) -> float:
@@ -38,6 +40,12 @@ def decay(weight: float, dt_ms: float, half_life_ms: float) -> float:
 def decayed_at(weight: float, t_ref: int, now_ms: int, half_life_ms: float) -> float:
     """Weight of an edge stored as ``(weight, t_ref)``, read at ``now_ms``."""
     return decay(weight, now_ms - t_ref, half_life_ms)
+
+
+def decayed_weights(weight, t_ref, now_ms: int, half_life_ms: float) -> np.ndarray:
+    """:func:`decayed_at` of arrays of stored ``(weight, t_ref)`` at once, float64."""
+    dt = np.maximum(now_ms - np.asarray(t_ref, dtype=np.float64), 0.0)
+    return np.asarray(weight, dtype=np.float64) * np.exp2(-dt / half_life_ms)
 
 
 def add_decayed(

@@ -365,9 +365,14 @@ class RocksDBGraphStore(PlannedGraphStore):
             self._dirty_marks[node_type] -= ids
 
     def _edge_rows(self, edge_type: str) -> EdgeRows:
+        for rows in self._edge_row_chunks(edge_type, 1 << 62):
+            return rows
+        return [], [], [], []
+
+    def _edge_row_chunks(self, edge_type: str, chunk: int) -> Iterator[EdgeRows]:
         src, dst, w, t = [], [], [], []
         unpack_key, unpack_w = _EDGE.unpack, _WEIGHT.unpack
-        with self._guard():
+        with self._guard():  # one iterator: the version it pinned, whatever is written meanwhile
             for k, v in self._scan(codec.edge_prefix(edge_type)):
                 _, _, s, d = unpack_key(k)
                 weight, t_ref = unpack_w(v)
@@ -375,7 +380,11 @@ class RocksDBGraphStore(PlannedGraphStore):
                 dst.append(d)
                 w.append(weight)
                 t.append(t_ref)
-        return src, dst, w, t
+                if len(src) >= chunk:
+                    yield src, dst, w, t
+                    src, dst, w, t = [], [], [], []
+        if src:
+            yield src, dst, w, t
 
     def flush(self, wait: bool = True) -> None:
         """Write the memtable out to an SST file; ``wait=False`` returns at once and RocksDB

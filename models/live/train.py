@@ -32,6 +32,8 @@ import torch
 from torch import Tensor
 
 from graph_store import GraphStore
+from models.live.budget import Deadline
+from models.live.train_inputs import SessionRow, TrainInputs, prior_holdout_size, train_inputs
 from models.inductive import InductiveEgo, InductiveFitConfig, fit_inductive_ego
 from models.incremental.local import normalised_adjacency
 from models.incremental.graph import SymGraph
@@ -45,9 +47,7 @@ from models.training import Stopwatch
 from models.live.bundle import ModelBundle, make_bundle_version
 from models.live.prior import edge_log_popularity, fit_prior_weight, holdout_scores
 from models.live.repeats import fit_exclude_seen
-from models.live.transition_prior import (
-    fit_joint_prior_weights, held_out_transitions, session_successors, transition_prior_rows,
-)
+from models.live.transition_prior import fit_joint_prior_weights, last_transition_shares, transition_prior_rows
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,7 @@ class LiveTrainConfig:
     prior_holdout_min: int = 200  # held out when the share is fewer, up to a fifth of the sessions
     prior_refit: bool = True  # serve models retrained on all data (held-out ones only fit the prior)
     transition_successors: int = 50  # successors of a session's last item in the transition prior (0 = none)
+    prior_holdout_cells: int = 50_000_000  # held-out sessions x items scored densely by the prior's fit, at most
     seed: int = 0
     threads: int = 1
 
@@ -82,12 +83,9 @@ class LiveTrainConfig:
         if not isinstance(self.prior_refit, bool):
             raise TypeError(f"LiveTrainConfig.prior_refit must be a bool, got {self.prior_refit!r}")
         for name in ("lightgcn_epochs", "srgnn_epochs", "social_epochs", "max_sessions", "inductive_steps",
-                     "prior_holdout_min", "transition_successors"):
+                     "prior_holdout_min", "transition_successors", "prior_holdout_cells"):
             if getattr(self, name) < 0:
                 raise ValueError(f"LiveTrainConfig.{name} must be >= 0, got {getattr(self, name)}")
-
-
-MIN_PRIOR_HOLDOUT = 20  # fewer held-out sessions fit nothing worth trusting: no prior
 
 
 class NotEnoughDataError(ValueError):
@@ -103,15 +101,20 @@ def _csr(src: Tensor, dst: Tensor, n_src: int) -> tuple[Tensor, Tensor]:
 
 
 def train_lightgcn(edge_index: Tensor, weight: Tensor, n_users: int, n_items: int, cfg: LiveTrainConfig,
-                   generator: torch.Generator) -> tuple[LightGCN, Tensor, dict[str, float]]:
+                   generator: torch.Generator,
+                   deadline: Deadline = Deadline()) -> tuple[LightGCN, Tensor, dict[str, float]]:
     """BPR-train LightGCN on user→item ``edge_index [2, E]`` with decayed ``weight [E]``;
-    returns the model and the normalised adjacency it was trained over."""
+    returns the model and the normalised adjacency it was trained over. Epochs stop at
+    ``deadline`` (after the first)."""
     model = LightGCN(n_users, n_items, cfg.dim, cfg.num_layers)
     adj = normalised_adjacency(SymGraph.from_bipartite(edge_index[0], edge_index[1], n_users, n_items, weight))
     indptr, items = _csr(edge_index[0], edge_index[1], n_users)
     optimizer = torch.optim.Adam(model.parameters(), lr=cfg.lightgcn_lr)
-    n_edges, loss = edge_index.size(1), float("nan")
-    for _ in range(cfg.lightgcn_epochs):
+    n_edges, loss, epochs = edge_index.size(1), float("nan"), 0
+    for epoch in range(cfg.lightgcn_epochs):
+        if epoch and deadline.expired():
+            break
+        epochs += 1
         users, pos, neg = sample_bpr_triples(indptr, items, n_items, n_edges, generator)
         for s in range(0, n_edges, cfg.batch_size):
             batch_loss = model.recommendation_loss(adj, users[s:s + cfg.batch_size], pos[s:s + cfg.batch_size],
@@ -120,25 +123,11 @@ def train_lightgcn(edge_index: Tensor, weight: Tensor, n_users: int, n_items: in
             batch_loss.backward()
             optimizer.step()
             loss = batch_loss.item()
-    return model, adj, {"lightgcn_loss": loss}
-
-
-def _session_examples(store: GraphStore, item_row: dict[str, int], user_row: dict[str, int],
-                      max_sessions: int) -> tuple[list[list[int]], list[int], list[str]]:
-    """Sessions (item rows + 1, SR-GNN's 1-based ids), their users and ids, most recent last."""
-    sessions, users, ids = [], [], []
-    for sid in store.node_ids("session")[-max_sessions:] if max_sessions else []:
-        seq = [item_row[i] + 1 for i in store.session_items(sid) if i in item_row]
-        user = store.session_user(sid)
-        if len(seq) >= 2 and user in user_row:
-            sessions.append(seq)
-            users.append(user_row[user])
-            ids.append(sid)
-    return sessions, users, ids
+    return model, adj, {"lightgcn_loss": loss, "lightgcn_epochs": epochs}
 
 
 def train_srgnn(table: Tensor, sessions: list[list[int]], cfg: LiveTrainConfig,
-                rng: np.random.Generator) -> tuple[SRGNN, float]:
+                rng: np.random.Generator, deadline: Deadline = Deadline()) -> tuple[SRGNN, float]:
     """SR-GNN over the frozen item ``table [I + 1, d]`` (row 0 padding), with the offline
     trainer (:func:`models.training.srgnn.fit`; Adam skips the frozen table, it gets no grad)."""
     model = SRGNN(table.size(0) - 1, table.size(1))
@@ -149,13 +138,14 @@ def train_srgnn(table: Tensor, sessions: list[list[int]], cfg: LiveTrainConfig,
     if len(examples) and cfg.srgnn_epochs:
         config = SRGNNTrainConfig(epochs=cfg.srgnn_epochs, batch_size=cfg.session_batch, lr=cfg.srgnn_lr)
         losses = fit_srgnn(model, examples, config, rng=rng, device=torch.device("cpu"), show_progress=False,
-                           watch=Stopwatch())
+                           watch=Stopwatch(), budget_seconds=deadline.seconds())
     model.eval()
     return model, losses[-1] if losses else float("nan")
 
 
 def train_social(user_h: Tensor, item_table: Tensor, friends: FriendIndex, sessions: list[list[int]],
-                 users: list[int], cfg: LiveTrainConfig, rng: np.random.Generator) -> tuple[SocialSessionRec, float]:
+                 users: list[int], cfg: LiveTrainConfig, rng: np.random.Generator,
+                 deadline: Deadline = Deadline()) -> tuple[SocialSessionRec, float]:
     """The social model's readout and friend attention over frozen ``user_h`` / ``item_table``."""
     model = SocialSessionRec(user_h.size(0), item_table.size(0) - 1, user_h.size(1), num_layers=0, dropout=0.0)
     prefixes, owners, targets = [], [], []
@@ -167,7 +157,9 @@ def train_social(user_h: Tensor, item_table: Tensor, friends: FriendIndex, sessi
     optimizer = torch.optim.Adam([p for n, p in model.named_parameters() if not n.endswith("_emb.weight")],
                                  lr=cfg.social_lr)
     loss = float("nan")
-    for _ in range(cfg.social_epochs if targets else 0):
+    for epoch in range(cfg.social_epochs if targets else 0):
+        if epoch and deadline.expired():
+            break
         order = rng.permutation(len(targets))
         for start in range(0, len(order), cfg.session_batch):
             idx = order[start:start + cfg.session_batch]
@@ -182,15 +174,11 @@ def train_social(user_h: Tensor, item_table: Tensor, friends: FriendIndex, sessi
     return model, loss
 
 
-def friend_index(store: GraphStore, user_row: dict[str, int], now_ms: int) -> FriendIndex:
-    """Followees of every user of the bundle (rows of ``user_row``), from the store's uu edges."""
-    data = store.to_pyg(now_ms)
-    uu = data["user", "uu", "user"]
-    ids = store.node_ids("user")
-    rows = torch.tensor([user_row.get(u, -1) for u in ids], dtype=torch.long)
-    src, dst = rows[uu.edge_index[0]], rows[uu.edge_index[1]]
-    keep = (src >= 0) & (dst >= 0) & (uu.edge_weight > 0)
-    return FriendIndex.from_edge_index(torch.stack([dst[keep], src[keep]]), len(user_row))
+def friend_index(inputs: TrainInputs) -> FriendIndex:
+    """Followees of every user of the inputs, from their uu edges (follower → followee)."""
+    src, dst, weight = (torch.from_numpy(a) for a in inputs.uu)
+    keep = weight > 0
+    return FriendIndex.from_edge_index(torch.stack([dst[keep], src[keep]]), len(inputs.user_ids))
 
 
 def fit_new_node_encoder(ego: Tensor, edge_index: Tensor, weight: Tensor, n_users: int,
@@ -216,14 +204,6 @@ def _without_pairs(edge_index: Tensor, weight: Tensor, pairs: list[tuple[int, in
     return edge_index[:, keep], weight[keep]
 
 
-def prior_holdout_size(n_sessions: int, cfg: LiveTrainConfig) -> int:
-    """How many of the most recent sessions are held out to fit the prior's weight: the
-    ``prior_holdout`` share, at least ``prior_holdout_min`` up to a fifth of them; 0 (no
-    prior) when the prior is off or fewer than :data:`MIN_PRIOR_HOLDOUT` would be held out."""
-    n_hold = max(int(n_sessions * cfg.prior_holdout), min(cfg.prior_holdout_min, n_sessions // 5))
-    return n_hold if cfg.prior_holdout and n_hold >= MIN_PRIOR_HOLDOUT else 0
-
-
 @dataclass
 class TrainedModels:
     """The models of one training run: LightGCN's ego rows and their propagation (``user_h
@@ -242,14 +222,15 @@ class TrainedModels:
 
 def train_models(edge_index: Tensor, weight: Tensor, n_users: int, n_items: int, sessions: list[list[int]],
                  session_users: list[int], friends: FriendIndex, cfg: LiveTrainConfig, *,
-                 new_node_encoder: bool = True) -> TrainedModels:
+                 new_node_encoder: bool = True, deadline: Deadline = Deadline()) -> TrainedModels:
     """LightGCN on user→item ``edge_index [2, E]`` (decayed ``weight [E]``), then SR-GNN and the
     social model (when ``friends`` has followees) on ``sessions``, all seeded from ``cfg.seed``:
-    the same inputs give the same models whatever ran before."""
+    the same inputs give the same models whatever ran before. Within ``deadline``: LightGCN gets
+    60% of it, SR-GNN 60% of the rest, the social model what is left."""
     torch.manual_seed(cfg.seed)
     generator = torch.Generator().manual_seed(cfg.seed)
     rng = np.random.default_rng(cfg.seed)
-    lightgcn, adj, info = train_lightgcn(edge_index, weight, n_users, n_items, cfg, generator)
+    lightgcn, adj, info = train_lightgcn(edge_index, weight, n_users, n_items, cfg, generator, deadline.share(0.6))
     with torch.no_grad():
         ego = lightgcn.embedding.weight.detach().clone()
         final = lightgcn.propagate(ego, adj)
@@ -258,10 +239,11 @@ def train_models(edge_index: Tensor, weight: Tensor, n_users: int, n_items: int,
     if cfg.inductive_steps and new_node_encoder:
         inductive, info["inductive"] = fit_new_node_encoder(ego, edge_index, weight, n_users, cfg)
     table = torch.cat([torch.zeros(1, cfg.dim), item_h])
-    srgnn, info["srgnn_loss"] = train_srgnn(table, sessions, cfg, rng)
+    srgnn, info["srgnn_loss"] = train_srgnn(table, sessions, cfg, rng, deadline.share(0.6))
     social = None
     if friends.followees.numel():
-        social, info["social_loss"] = train_social(user_h, table, friends, sessions, session_users, cfg, rng)
+        social, info["social_loss"] = train_social(user_h, table, friends, sessions, session_users, cfg, rng,
+                                                   deadline)
     return TrainedModels(ego, user_h, item_h, table, srgnn, social, inductive, info)
 
 
@@ -311,65 +293,79 @@ def fit_prior_weights(prior: Tensor, models: TrainedModels, friends: FriendIndex
     return weights, gamma, fits
 
 
-def held_out_transition_prior(store: GraphStore, now_ms: int, held_out: list[list[int]], held_ids: list[str],
-                              item_ids: list[str], item_row: dict[str, int], k: int) -> Tensor:
+def held_out_transition_prior(inputs: TrainInputs, held: list[SessionRow], item_row: dict[str, int]) -> Tensor:
     """The transition prior each held-out click was predicted with: successors of the item
     before it, without any held-out session's last transition (the module docstring of
     :mod:`models.live.transition_prior`)."""
-    without = held_out_transitions(store, held_ids, now_ms)
-    prev = [item_ids[seq[-2] - 1] for seq in held_out]
-    successors = [session_successors(store, [p], now_ms, k) for p in prev]
-    return transition_prior_rows(successors, item_row, len(item_ids), without, prev)
+    without = last_transition_shares([(s.items, s.last_ts) for s in held], inputs.now_ms, inputs.half_life_ms)
+    prev = [s.items[-2] for s in held]
+    return transition_prior_rows([inputs.successors.get(p, []) for p in prev], item_row, len(inputs.item_ids),
+                                 without, prev)
 
 
 def train_bundle(store: GraphStore, now_ms: int, cfg: LiveTrainConfig = LiveTrainConfig()) -> ModelBundle:
-    """Train LightGCN, SR-GNN and the social model on the store as of ``now_ms``, and fit the
-    popularity prior's weight on held-out recent sessions (see the module docstring)."""
+    """Train on the store as of ``now_ms``: :func:`train_from_inputs` of everything it holds."""
+    return train_from_inputs(train_inputs(store, now_ms, cfg), cfg)
+
+
+def train_from_inputs(inputs: TrainInputs, cfg: LiveTrainConfig = LiveTrainConfig(),
+                      deadline: Deadline = Deadline()) -> ModelBundle:
+    """Train LightGCN, SR-GNN and the social model on ``inputs``, and fit the popularity
+    prior's weight on held-out recent sessions (see the module docstring), within ``deadline``:
+    the held-out fit gets half of it, and the models are refitted on all data only if what is
+    left is at least what that fit took."""
     started = time.perf_counter()
     previous_threads = torch.get_num_threads()
     torch.set_num_threads(cfg.threads)
     try:
-        data = store.to_pyg(now_ms)
-        ui = data["user", "ui", "item"]
-        keep = ui.edge_weight > 0
-        edge_index, weight = ui.edge_index[:, keep], ui.edge_weight[keep]
+        now_ms = inputs.now_ms
+        edge_index = torch.stack([torch.from_numpy(inputs.ui[0]), torch.from_numpy(inputs.ui[1])])
+        weight = torch.from_numpy(inputs.ui[2])
         if edge_index.size(1) < 2:
             raise NotEnoughDataError(f"the store holds {edge_index.size(1)} user-item edges; need at least 2 to train")
-        user_ids, item_ids = store.node_ids("user"), store.node_ids("item")
+        user_ids, item_ids = inputs.user_ids, inputs.item_ids
         n_users, n_items = len(user_ids), len(item_ids)
         user_row = {u: i for i, u in enumerate(user_ids)}
         item_row = {it: i for i, it in enumerate(item_ids)}
-        sessions, session_users, session_ids = _session_examples(store, item_row, user_row, cfg.max_sessions)
-        friends = friend_index(store, user_row, now_ms)
+        rows = inputs.sessions
+        sessions = [[item_row[i] + 1 for i in s.items] for s in rows]  # SR-GNN's 1-based ids
+        session_users = [user_row[s.user] for s in rows]
+        friends = friend_index(inputs)
         # The held-out clicks must be unseen by every model the prior is fitted against, LightGCN
         # included (its embeddings would otherwise already hold those user-item edges), and by
         # the popularity it is fitted with.
-        cut = len(sessions) - prior_holdout_size(len(sessions), cfg)
+        cut = len(sessions) - prior_holdout_size(len(sessions), cfg, n_items)
         held_out, held_users = sessions[cut:], session_users[cut:]
         refit = bool(held_out) and cfg.prior_refit
         train_edges, train_weight = _without_pairs(
             edge_index, weight, [(u, seq[-1] - 1) for seq, u in zip(held_out, held_users)], n_items)
+        fit_deadline = deadline.share(0.5) if refit else deadline
         fitted = train_models(train_edges, train_weight, n_users, n_items, sessions[:cut], session_users[:cut],
-                              friends, cfg, new_node_encoder=not refit)
+                              friends, cfg, new_node_encoder=not refit, deadline=fit_deadline)
         transitions = None
         if held_out and cfg.transition_successors:
-            transitions = held_out_transition_prior(store, now_ms, held_out, session_ids[cut:], item_ids, item_row,
-                                                    cfg.transition_successors)
+            transitions = held_out_transition_prior(inputs, rows[cut:], item_row)
         prior_weight, transition_weight, prior_fit = fit_prior_weights(
             edge_log_popularity(train_edges[1], train_weight, n_items), fitted, friends, held_out, held_users,
             transitions)
+        del transitions
         served = fitted
         info: dict[str, Any] = {}
+        fit_seconds = time.perf_counter() - started
+        if refit and deadline.left() < fit_seconds:
+            refit = False  # no time to train again: serve the models the prior was fitted on
         if refit:  # serve models that saw everything; the held-out ones only gave the weight
-            info["prior_fit_seconds"] = time.perf_counter() - started
-            served = train_models(edge_index, weight, n_users, n_items, sessions, session_users, friends, cfg)
+            info["prior_fit_seconds"] = fit_seconds
+            served = train_models(edge_index, weight, n_users, n_items, sessions, session_users, friends, cfg,
+                                  deadline=deadline)
         info.update(served.info)
         info.update(prior_weight=prior_weight, prior_refit=refit, train_seconds=time.perf_counter() - started,
                     exclude_seen=prior_fit.pop("exclude_seen", {}),
                     exclude_seen_fit=prior_fit.pop("exclude_seen_mrr@20", {}),
                     transition_weight={"next_item": transition_weight},
                     transition_successors=cfg.transition_successors,
-                    edges=int(edge_index.size(1)), sessions=len(sessions), follows=int(friends.followees.numel()))
+                    edges=int(edge_index.size(1)), store_edges=inputs.store_ui_edges, sessions=len(sessions),
+                    follows=int(friends.followees.numel()))
         info["prior_fit_mrr@20"] = prior_fit
         return ModelBundle(make_bundle_version(served.ego, now_ms), user_ids, item_ids, served.ego, cfg.num_layers,
                            served.srgnn, served.social, now_ms, info, served.inductive)

@@ -21,7 +21,7 @@ share of the decayed weight now is exactly ``2^{-(now - t)/h}``, subtracted here
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 import torch
@@ -43,13 +43,19 @@ def session_successors(store: GraphStore, session_items: Sequence[str], now_ms: 
 def held_out_transitions(store: GraphStore, session_ids: Sequence[str], now_ms: int) -> dict[tuple[str, str], float]:
     """``(prev, last) -> share of that edge's weight at now_ms`` added by each session's last
     transition (none where the session's last two items repeat: not a transition)."""
-    hl = store.settings.half_life_ms
+    states = [store.session_state(sid) for sid in session_ids]
+    return last_transition_shares([(s.items, s.last_ts) for s in states if s is not None], now_ms,
+                                  store.settings.half_life_ms)
+
+
+def last_transition_shares(sessions: Iterable[tuple[Sequence[str], int]], now_ms: int,
+                           half_life_ms: float) -> dict[tuple[str, str], float]:
+    """:func:`held_out_transitions` of sessions given as ``(items oldest first, last event time)``."""
     shares: dict[tuple[str, str], float] = {}
-    for sid in session_ids:
-        items, ts = store.session_items(sid), store.session_last_ts(sid)
-        if len(items) < 2 or ts is None or items[-2] == items[-1]:
+    for items, ts in sessions:
+        if len(items) < 2 or items[-2] == items[-1]:
             continue
-        share = 1.0 if hl == math.inf else 2.0 ** (-max(0, now_ms - ts) / hl)
+        share = 1.0 if half_life_ms == math.inf else 2.0 ** (-max(0, now_ms - ts) / half_life_ms)
         key = (items[-2], items[-1])
         shares[key] = shares.get(key, 0.0) + share
     return shares

@@ -13,7 +13,6 @@ bundle published mid-stream, and the refresh worker is SIGKILLed: its last versi
 from __future__ import annotations
 
 import asyncio
-import threading
 import time
 from pathlib import Path
 
@@ -35,6 +34,7 @@ from workers.refresh.loop import RefreshLoop
 from workers.runtime.settings import RefreshSettings, TrainSettings
 from workers.runtime.stores import open_store
 from workers.train.loop import TrainLoop, train_and_publish
+from workers.train.process import TrainProcess
 
 pytestmark = pytest.mark.timeout(120)
 torch.set_num_threads(1)
@@ -92,30 +92,34 @@ async def _scenario(bootstrap: str, unique_topics, tmp_path: Path) -> None:
     # --- train: consume everything, train once, publish ------------------------------------------
     train_settings = TrainSettings(**common, group_id=unique_topics("train"), data_dir=tmp_path / "train",
                                    min_events=produced, train_interval_s=3600, **SMALL)
-    gate = threading.Event()  # holds the training run open while more events arrive
+    hold = tmp_path / "go"  # the run's child waits for this file: a training in progress while events arrive
+    launched = []
 
-    def gated_run(store, model_dir, cfg):
-        gate.wait(30)
-        return train_and_publish(store, model_dir, cfg)
+    def launch(inputs, cfg):
+        launched.append(inputs)
+        return TrainProcess(inputs, train_settings.model_dir, cfg, budget_s=None, work_dir=tmp_path / "run",
+                            hold=hold)
 
-    trainer = TrainLoop(train_settings, open_store(train_settings), run=gated_run)
+    trainer = TrainLoop(train_settings, open_store(train_settings), launch=launch)
     await trainer.start()
     try:
         await _run_until(trainer, lambda: trainer.running is not None, "the first training run to start")
-        snapshot_ms = trainer.store.watermark_ms()
+        snapshot_ms = launched[0].now_ms
+        assert snapshot_ms == trainer.store.watermark_ms() and not launched[0].sampled
         produced += await _produce(bootstrap, topics, _events(300, 9, start_ms + 2_000_000))
-        await _run_until(trainer, lambda: trainer.pending_records > 0, "records fetched during the run")
-        assert trainer.feed.consumed_total == train_settings.min_events  # held back, store untouched
-        gate.set()
-        await _run_until(trainer, lambda: trainer.published >= 1 and trainer.feed.consumed_total == produced,
-                         "the run to end and the held records to be applied")
+        # The consumer goes on while the run trains: the store's committed offsets reach the end.
+        await _run_until(trainer, lambda: sum(trainer.store.committed_offsets().values()) == produced,
+                         "the records produced during the run to be applied")
+        assert trainer.running is not None and trainer.running.process.exitcode is None
+        hold.touch()
+        await _run_until(trainer, lambda: trainer.published >= 1, "the run to publish", timeout_s=90)
     finally:
-        gate.set()
+        hold.touch()
         await trainer.stop()
-    first_model = trainer.last_published.version
-    assert trainer.idle_wait() == train_settings.idle_poll_s  # the next run is train_interval_s away
-    assert trainer.last_published.trained_at_ms == snapshot_ms  # trained on the snapshot of its start
-    assert trainer.store.watermark_ms() > snapshot_ms and not trainer.pending
+    first_model = trainer.last_outcome.version
+    assert trainer.runs == 1 and trainer.idle_wait() == train_settings.idle_poll_s  # the next is an interval away
+    assert trainer.last_outcome.trained_at_ms == snapshot_ms  # trained on the inputs read at its start
+    assert trainer.store.watermark_ms() > snapshot_ms
     assert latest_version(tmp_path / "models") == first_model
 
     # --- refresh: rebuild with the published model ------------------------------------------------
@@ -237,7 +241,9 @@ def test_cli_workers_publish_swap_and_survive_sigkill(kafka_broker: BrokerHandle
         train.wait_ready(120)
         refresh.wait_ready(120)
         model = wait_for(lambda: latest_version(models), 60, "the first published model")
-        assert metric_sum(train.scrape(), "gnnrec_train_runs_total", outcome="published") == 1
+        # The child publishes, then the worker reads its report (polled each turn) and counts it.
+        wait_for(lambda: metric_sum(train.scrape(), "gnnrec_train_runs_total", outcome="published") == 1 or None,
+                 30, "the run counted as published")
         assert metric_sum(train.scrape(), "gnnrec_model_version_info", version=model) == 1
 
         wait_for(lambda: (emb_dir / "CURRENT").exists(), 30, "the embedding store")

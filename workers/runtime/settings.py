@@ -284,8 +284,14 @@ class TrainSettings(ReplicaSettings):
     metrics_port: int = 9104
     train_interval_s: float = Field(600.0, gt=0, description="wall-clock seconds between training runs")
     min_events: int = Field(1000, ge=1, description="events applied before the first training run")
-    max_pending_records: int = Field(200_000, ge=1,
-                                     description="records held back while a training run reads the store")
+    train_budget_s: float = Field(600.0, gt=0, description="seconds a training run may take; its phases stop their "
+                                  "epochs to fit, and a run still going this long plus a grace period is killed")
+    train_sample_edges: int = Field(250_000, ge=0, description="most recent user-item edges the first training run "
+                                    "trains on (0 = the whole graph); each later run may use --train-sample-growth "
+                                    "times more")
+    train_sample_growth: float = Field(4.0, ge=1, description="growth of the training sample from one run to the "
+                                       "next, and of the store that makes a run due before --train-interval-s "
+                                       "(1 = neither)")
     dim: int = Field(32, ge=1, description="embedding size")
     num_layers: int = Field(2, ge=0, description="LightGCN layers")
     lightgcn_epochs: int = Field(30, ge=0)
