@@ -365,9 +365,7 @@ class RocksDBGraphStore(PlannedGraphStore):
             self._dirty_marks[node_type] -= ids
 
     def _edge_rows(self, edge_type: str) -> EdgeRows:
-        for rows in self._edge_row_chunks(edge_type, 1 << 62):
-            return rows
-        return [], [], [], []
+        return next(self._edge_row_chunks(edge_type, 1 << 62), ([], [], [], []))
 
     def _edge_row_chunks(self, edge_type: str, chunk: int) -> Iterator[EdgeRows]:
         src, dst, w, t = [], [], [], []

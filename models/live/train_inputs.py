@@ -81,15 +81,16 @@ class TrainInputs:
 
 
 def _read_edges(store: GraphStore, edge_type: str, now_ms: int) -> Iterator[tuple[np.ndarray, ...] | None]:
-    """Yields None between slices, then ``(src, dst, decayed weight, t_ref)`` of every edge."""
-    parts: list[tuple[list, list, list, list]] = []
-    for rows in store.edge_row_chunks(edge_type, SLICE):
-        parts.append(rows)
+    """Yields None between slices, then ``(src, dst, decayed weight, t_ref)`` of every edge
+    (each slice turns its own rows into arrays, so the last one only concatenates)."""
+    parts: list[tuple[np.ndarray, ...]] = []
+    for src, dst, w, t in store.edge_row_chunks(edge_type, SLICE):
+        parts.append((np.asarray(src, dtype=np.int64), np.asarray(dst, dtype=np.int64),
+                      np.asarray(w, dtype=np.float64), np.asarray(t, dtype=np.int64)))
         yield None
-    src = np.fromiter((s for p in parts for s in p[0]), dtype=np.int64)
-    dst = np.fromiter((d for p in parts for d in p[1]), dtype=np.int64)
-    w = np.fromiter((x for p in parts for x in p[2]), dtype=np.float64)
-    t = np.fromiter((x for p in parts for x in p[3]), dtype=np.int64)
+    if not parts:
+        parts.append((np.zeros(0, np.int64), np.zeros(0, np.int64), np.zeros(0, np.float64), np.zeros(0, np.int64)))
+    src, dst, w, t = (np.concatenate(column) for column in zip(*parts))
     yield src, dst, decayed_weights(w, t, now_ms, store.settings.half_life_ms), t
 
 

@@ -33,7 +33,7 @@ from models.live.train import LiveTrainConfig, train_bundle
 from workers.refresh.loop import RefreshLoop
 from workers.runtime.settings import RefreshSettings, TrainSettings
 from workers.runtime.stores import open_store
-from workers.train.loop import TrainLoop, train_and_publish
+from workers.train.loop import TrainLoop
 from workers.train.process import TrainProcess
 
 pytestmark = pytest.mark.timeout(120)
@@ -164,7 +164,8 @@ async def _scenario(bootstrap: str, unique_topics, tmp_path: Path) -> None:
         # --- a new bundle mid-stream: the running loop swaps it in --------------------------------
         produced += await _produce(bootstrap, topics, _events(300, 10, start_ms + 4_000_000))
         await _run_until(loop.feed, lambda: loop.feed.consumed_total >= produced, "the third batch")
-        new = train_and_publish(store, settings.model_dir, LiveTrainConfig(**SMALL, seed=1))
+        new = train_bundle(store, store.watermark_ms(), LiveTrainConfig(**SMALL, seed=1))
+        publish(new, settings.model_dir)
         assert new is not None and new.version != first_model
         assert await refresh_after(produced) == "swap"
         reader.catch_up()

@@ -23,14 +23,12 @@ import asyncio
 import logging
 import time
 from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import torch
 
 from graph_store import GraphStore
 from workers.runtime import metrics as m
-from models.live.bundle import ModelBundle, publish
-from models.live.train import LiveTrainConfig, NotEnoughDataError, train_bundle
+from models.live.train import LiveTrainConfig
 from models.live.train_inputs import TrainInputs, read_train_inputs
 from workers.runtime.health import Check
 from workers.runtime.replica import ReplicaFeed
@@ -42,37 +40,12 @@ log = logging.getLogger(__name__)
 
 READ_SLICE_S = 0.05  # store reads per turn of the loop, at most (then the next batch is applied)
 
+
 def train_config(settings: TrainSettings) -> LiveTrainConfig:
     return LiveTrainConfig(dim=settings.dim, num_layers=settings.num_layers,
                            lightgcn_epochs=settings.lightgcn_epochs, srgnn_epochs=settings.srgnn_epochs,
                            social_epochs=settings.social_epochs, seed=settings.seed,
                            threads=settings.train_threads)
-
-
-def train_and_publish(store: GraphStore, model_dir: Path, cfg: LiveTrainConfig, *,
-                      worker: str = "train") -> ModelBundle | None:
-    """Train on ``store`` at its watermark and publish; None (logged, counted) if that failed."""
-    started = time.perf_counter()
-    now_ms = store.watermark_ms()
-    if now_ms is None:
-        m.TRAIN_RUNS.labels(worker, "skipped").inc()
-        return None
-    try:
-        bundle = train_bundle(store, now_ms, cfg)
-        publish(bundle, model_dir)
-    except NotEnoughDataError as exc:
-        log.warning("training skipped: %s", exc)
-        m.TRAIN_RUNS.labels(worker, "skipped").inc()
-        return None
-    except Exception:  # a failed run must not stop consumption; the last bundle stays published
-        log.exception("training run failed; %s keeps its previous bundle", model_dir)
-        m.TRAIN_RUNS.labels(worker, "error").inc()
-        return None
-    m.TRAIN_RUNS.labels(worker, "published").inc()
-    m.TRAIN_SECONDS.labels(worker).observe(time.perf_counter() - started)
-    m.set_model_version(worker, bundle.version, bundle.trained_at_ms)
-    log.info("published %r in %.1fs", bundle, time.perf_counter() - started)
-    return bundle
 
 
 Launch = Callable[[TrainInputs, LiveTrainConfig], TrainProcess]
