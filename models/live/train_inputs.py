@@ -22,22 +22,29 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
 from graph_store import GraphStore
 from graph_store.decay import decayed_weights
 
-if TYPE_CHECKING:
-    from models.live.train import LiveTrainConfig
+
+class InputConfig(Protocol):
+    """What the read needs of :class:`models.live.train.LiveTrainConfig` (which imports this module)."""
+
+    max_sessions: int
+    transition_successors: int
+    prior_holdout: float
+    prior_holdout_min: int
+    prior_holdout_cells: int
 
 Successors = list[tuple[str, float]]
 SLICE = 32_768  # rows read between two yields to the event loop
 MIN_PRIOR_HOLDOUT = 20  # fewer held-out sessions fit nothing worth trusting: no prior
 
 
-def prior_holdout_size(n_sessions: int, cfg: LiveTrainConfig, n_items: int = 0) -> int:
+def prior_holdout_size(n_sessions: int, cfg: InputConfig, n_items: int = 0) -> int:
     """How many of the most recent sessions are held out to fit the popularity prior's weight:
     the ``prior_holdout`` share, at least ``prior_holdout_min`` up to a fifth of them, at most
     ``prior_holdout_cells / n_items`` (the fit scores every held-out click against the whole
@@ -109,7 +116,7 @@ def _compact(rows: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
     return kept, remap
 
 
-def read_train_inputs(store: GraphStore, now_ms: int, cfg: LiveTrainConfig, *,
+def read_train_inputs(store: GraphStore, now_ms: int, cfg: InputConfig, *,
                       max_edges: int | None = None) -> Iterator[TrainInputs | None]:
     """Read the inputs of a training at ``now_ms`` with ``cfg``: yields None between slices,
     then the :class:`TrainInputs` (last). ``max_edges`` bounds the user–item edges (module
@@ -178,7 +185,7 @@ def read_train_inputs(store: GraphStore, now_ms: int, cfg: LiveTrainConfig, *,
                       store_edges)
 
 
-def train_inputs(store: GraphStore, now_ms: int, cfg: LiveTrainConfig, *, max_edges: int | None = None) -> TrainInputs:
+def train_inputs(store: GraphStore, now_ms: int, cfg: InputConfig, *, max_edges: int | None = None) -> TrainInputs:
     """:func:`read_train_inputs` in one go (tests, benchmarks, offline training)."""
     inputs = None
     for inputs in read_train_inputs(store, now_ms, cfg, max_edges=max_edges):

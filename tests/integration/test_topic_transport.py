@@ -136,8 +136,10 @@ def test_workers_on_separate_data_dirs_share_only_topics(kafka_broker: BrokerHan
         for worker in (train, refresh, score):
             worker.wait_ready(120)
         wait_for(lambda: _published(train, "models") >= 1, 90, "the train worker publishing a bundle")
-        model = next(k.split('version="', 1)[1].split('"', 1)[0] for k, v in train.scrape().items()
-                     if k.startswith("gnnrec_model_version_info{") and v == 1)
+        # The run's child publishes; the worker sets its version gauge once it reads the child's report.
+        model = wait_for(lambda: next((k.split('version="', 1)[1].split('"', 1)[0] for k, v in train.scrape().items()
+                                       if k.startswith("gnnrec_model_version_info{") and v == 1), None),
+                         30, "the train worker's model version gauge")
         wait_for(lambda: _published(refresh, "embeddings") >= 1, 60, "the refresh worker publishing embeddings")
         first = wait_for(lambda: (v := _served(score)) and v.startswith(model + "/") and v, 60,
                          "the score worker serving the published model's embeddings")
